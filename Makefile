@@ -1,0 +1,34 @@
+# Two commands set everything up: `make train` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is pinned to the build that lies on this project's machines; override on others,
+# e.g. `make TORCH="torch torchvision" train`.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.ganexp-installed
+ARGS ?=
+
+.PHONY: install train test test-slow bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(VENV)/bin/ganexp train $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+bench: $(STAMP)
+	$(PY) scripts/bench_train.py
+
+clean:
+	rm -rf $(VENV) outputs/train outputs/sweeps .pytest_cache

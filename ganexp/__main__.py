@@ -1,0 +1,3 @@
+from ganexp.cli import main
+
+main()

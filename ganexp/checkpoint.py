@@ -1,0 +1,54 @@
+"""Checkpoints: plain dicts of state dicts, written atomically, read with weights_only=True."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganexp.errors import CheckpointError
+
+REQUIRED = ("G", "D", "step", "config", "data_info")
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write to a temporary file beside the target, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder (then its ``ckpt/last.pt``)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "ckpt" / "last.pt"
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p} (give a .pt file or a run folder with ckpt/last.pt)")
+    return p
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    p = resolve(path)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise CheckpointError(f"cannot read checkpoint {p}: corrupt or not a ganexp checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED):
+        raise CheckpointError(f"{p} is not a ganexp checkpoint (missing {[k for k in REQUIRED if k not in state] if isinstance(state, dict) else 'everything'})")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    s = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])

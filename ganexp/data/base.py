@@ -1,0 +1,114 @@
+"""The two shapes a dataset takes in the engine: tensors held on the device, or a stream."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the models must fit. ``kind`` is "image" (C, H, W) or "points" (dim,)."""
+
+    kind: str
+    shape: tuple[int, ...]
+    num_classes: int = 0
+    name: str = ""
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0] if self.kind == "image" else 0
+
+    @property
+    def resolution(self) -> int:
+        return self.shape[-1] if self.kind == "image" else 0
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "shape": list(self.shape), "num_classes": self.num_classes, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataInfo":
+        return cls(d["kind"], tuple(d["shape"]), d.get("num_classes", 0), d.get("name", ""))
+
+
+def to_unit_range(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (the generator ends in tanh)."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+class TensorData:
+    """A small dataset held as one tensor on the training device and sampled there.
+
+    Images are kept as uint8 (4x less memory) and converted per batch; points as float.
+    Sampling is with replacement, so progress is counted in steps, not epochs.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, info: DataInfo):
+        if len(x) == 0:
+            from ganexp.errors import DataError
+
+            raise DataError(f"dataset '{info.name}' is empty")
+        self.x, self.y, self.info = x, y, info
+
+    def to(self, device: torch.device) -> "TensorData":
+        self.x = self.x.to(device)
+        self.y = None if self.y is None else self.y.to(device)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def _convert(self, x: torch.Tensor) -> torch.Tensor:
+        return to_unit_range(x) if x.dtype == torch.uint8 else x
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = torch.randint(len(self.x), (n,), device=self.x.device)
+        return self._convert(self.x[idx]), None if self.y is None else self.y[idx]
+
+    def take(self, n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A deterministic slice (for evaluation statistics)."""
+        sl = slice(offset, offset + n)
+        return self._convert(self.x[sl]), None if self.y is None else self.y[sl]
+
+
+class LoaderData:
+    """A large dataset streamed through a DataLoader (workers, pinned memory), endlessly."""
+
+    def __init__(self, dataset: Dataset, info: DataInfo, num_workers: int = 4):
+        if len(dataset) == 0:
+            from ganexp.errors import DataError
+
+            raise DataError(f"dataset '{info.name}' is empty")
+        self.dataset, self.info, self.num_workers = dataset, info, num_workers
+        self.device = torch.device("cpu")
+        self._it: Iterator | None = None
+        self._batch = 0
+
+    def to(self, device: torch.device) -> "LoaderData":
+        self.device = device
+        return self
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _loader(self, n: int) -> DataLoader:
+        return DataLoader(
+            self.dataset, batch_size=n, shuffle=True, drop_last=True, num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
+        )
+
+    def _forever(self, n: int) -> Iterator:
+        loader = self._loader(n)
+        while True:
+            yield from loader
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._it is None or n != self._batch:
+            self._it, self._batch = self._forever(n), n
+        x, y = next(self._it)
+        x = x.to(self.device, non_blocking=True)
+        x = to_unit_range(x) if x.dtype == torch.uint8 else x
+        y = y.to(self.device, non_blocking=True) if self.info.num_classes else None
+        return x, y

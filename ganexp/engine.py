@@ -1,0 +1,198 @@
+"""The training engine: runs a Run. It never reads the config."""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ganexp import checkpoint
+from ganexp.errors import GanexpError, TrainingDiverged
+from ganexp.hooks import HookSet, StepContext
+from ganexp.monitor import scatter_figure, tensor_dict_to_floats
+from ganexp.run import Run
+from ganexp.sampling import Latent
+
+
+class Sampler:
+    """Generated batches from the sampling generator (EMA when on), in eval mode, no autograd."""
+
+    def __init__(self, G: nn.Module, latent: Latent, batch_size: int):
+        self.G, self.latent, self.batch_size = G, latent, batch_size
+
+    @contextmanager
+    def _eval(self):
+        was = self.G.training
+        self.G.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            self.G.train(was)
+
+    def batches(self, n: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+        with self._eval():
+            for i in range(0, n, self.batch_size):
+                z, y = self.latent.sample(min(self.batch_size, n - i))
+                yield self.G(z, y), y
+
+    def __call__(self, z: Tensor, y: Tensor | None) -> Tensor:
+        with self._eval():
+            return torch.cat([self.G(z[i:i + self.batch_size], None if y is None else y[i:i + self.batch_size])
+                              for i in range(0, len(z), self.batch_size)])
+
+
+def _step(run: Run, hooks: HookSet, step: int, reuse: bool) -> dict[str, Tensor]:
+    """One generator step preceded by ``d_steps`` discriminator steps."""
+    G, D, sch, latent, loss = run.G, run.D, run.schedule, run.latent, run.loss
+    B, device = sch.batch_size, run.device
+    fake = y_fake = None
+    for i in range(sch.d_steps):
+        real, y_real = hooks.on_real(*run.data.sample(B), step)
+        z, y_fake = latent.sample(B)
+        keep_graph = reuse and i == sch.d_steps - 1  # this forward is reused for the G step
+        with torch.set_grad_enabled(keep_graph):
+            fake = G(z, y_fake)
+        fake_d, y_fake_d = hooks.on_fake(fake.detach(), y_fake, step)
+        d_real = D(hooks.on_d_input(real, step), y_real)
+        d_fake = D(hooks.on_d_input(fake_d, step), y_fake_d)
+        t = loss.targets(B, device)
+        t = hooks.on_targets(t, step) if t is not None else None
+        ctx = StepContext(step, G, D, real, y_real, fake_d, y_fake_d, d_real, d_fake)
+        d_loss = hooks.on_d_loss(loss.d_loss(d_real, d_fake, t), ctx)
+        run.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        run.opt_d.step()
+        hooks.after_d_step(step)
+
+    D.requires_grad_(False)  # G's backward needs no D weight gradients
+    for j in range(sch.g_steps):
+        if j > 0 or not reuse:
+            z, y_fake = latent.sample(B)
+            fake = G(z, y_fake)
+        d_fake_g = D(hooks.on_d_input(fake, step), y_fake)
+        t = loss.targets(B, device)
+        t = hooks.on_targets(t, step) if t is not None else None
+        gctx = StepContext(step, G, D, real, y_real, fake, y_fake, None, d_fake_g, ctx.logs)
+        g_loss = hooks.on_g_loss(loss.g_loss(d_fake_g, t), gctx)
+        run.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        run.opt_g.step()
+        hooks.after_g_step(step)
+    D.requires_grad_(True)
+
+    out = {"loss/d": d_loss.detach(), "loss/g": g_loss.detach(),
+           "d/real": d_real.detach().mean(), "d/fake": d_fake.detach().mean()}
+    out.update(ctx.logs)
+    return out
+
+
+def _grad_norm(m: nn.Module) -> Tensor | float:
+    grads = [p.grad for p in m.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else 0.0
+
+
+def _state(run: Run, hooks: HookSet, step: int, sampling_G: nn.Module) -> dict:
+    s = {
+        "G": run.G.state_dict(), "D": run.D.state_dict(),
+        "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
+        "hooks": hooks.state_dict(), "step": step, "rng": checkpoint.rng_state(),
+        "config": run.config, "data_info": run.info.as_dict(),
+        "fixed_z": run.fixed_z.cpu(), "fixed_y": None if run.fixed_y is None else run.fixed_y.cpu(),
+    }
+    if sampling_G is not run.G:
+        s["G_sample"] = sampling_G.state_dict()
+    return s
+
+
+def _restore(run: Run, hooks: HookSet, state: dict) -> int:
+    try:
+        run.G.load_state_dict(state["G"])
+        run.D.load_state_dict(state["D"])
+        run.opt_g.load_state_dict(state["opt_g"])
+        run.opt_d.load_state_dict(state["opt_d"])
+        hooks.load_state_dict(state.get("hooks", {}))
+    except (RuntimeError, KeyError, ValueError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise GanexpError(f"checkpoint does not fit this run's models or optimizers: {first}") from None
+    checkpoint.set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _show_samples(run: Run, sampler: Sampler, step: int) -> None:
+    x = sampler(run.fixed_z, run.fixed_y)
+    name = f"step_{step:07d}.png"
+    if run.info.kind == "points":
+        real, _ = run.data.take(len(x)) if hasattr(run.data, "take") else run.data.sample(len(x))
+        lim = float(real.abs().max()) * 1.3
+        run.monitor.figure("samples/scatter", scatter_figure(x, real, lim), step, run.out_dir / "samples" / name)
+    else:
+        run.monitor.images("samples/grid", x[:64], step, run.out_dir / "samples" / name)
+
+
+def train(run: Run) -> dict[str, float]:
+    """Train ``run`` to ``run.schedule.steps`` generator steps; return the final metrics."""
+    hooks = HookSet([run.loss, *run.tricks])
+    sch, mon = run.schedule, run.monitor
+    start = _restore(run, hooks, run.resume_state) if run.resume_state else 0
+    reuse = hooks.allows_fake_reuse
+    ckpt_dir = run.out_dir / "ckpt"
+    saved_at = None
+    best = None
+    final: dict[str, float] = {}
+    mon.open(start)
+    if start == 0:
+        mon.hparams(run.hparams, ["loss/d", "loss/g"])
+    else:
+        mon.message(f"resumed from step {start}")
+    sampling_G = hooks.sampling_generator(run.G)
+    sampler = Sampler(sampling_G, run.latent, max(sch.batch_size, 256))
+    step = start
+    try:
+        while step < sch.steps:
+            logs = _step(run, hooks, step, reuse)
+            step += 1
+            last = step == sch.steps
+            if step % sch.log_every == 0 or last:
+                logs |= {"grad_norm/g": _grad_norm(run.G), "grad_norm/d": _grad_norm(run.D),
+                         "lr/g": run.opt_g.param_groups[0]["lr"], "lr/d": run.opt_d.param_groups[0]["lr"]}
+                logs |= hooks.scalars(step)
+                values = tensor_dict_to_floats(logs)
+                bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                if bad:
+                    kept = f"last good checkpoint {saved_at} is kept" if saved_at else "no checkpoint was written"
+                    raise TrainingDiverged(f"training diverged at step {step} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+                                           f"{kept}; lower the learning rates or add a penalty (e.g. tricks=[r1])")
+                values["perf/steps_per_sec"] = mon.steps_per_sec(step)
+                mon.scalars(step, values)
+                final.update(values)
+            else:
+                mon.advance(step)
+            if sch.sample_every and (step % sch.sample_every == 0 or last):
+                _show_samples(run, sampler, step)
+            if sch.eval_every and run.evaluators and (step % sch.eval_every == 0 or last):
+                metrics = {}
+                for ev in run.evaluators:
+                    metrics.update(ev(sampler, step))
+                for k, v in metrics.items():
+                    mon.writer.add_scalar(f"metrics/{k}", v, step)
+                final.update({f"metrics/{k}": v for k, v in metrics.items()})
+                if run.best_metric and run.best_metric[0] in metrics:
+                    name, mode = run.best_metric
+                    v = metrics[name]
+                    if best is None or (v < best if mode == "min" else v > best):
+                        best = v
+                        checkpoint.save(ckpt_dir / "best.pt", _state(run, hooks, step, sampling_G) | {"best": {name: v}})
+            if (sch.ckpt_every and step % sch.ckpt_every == 0) or last:
+                checkpoint.save(ckpt_dir / "last.pt", _state(run, hooks, step, sampling_G))
+                saved_at = ckpt_dir / "last.pt"
+    except KeyboardInterrupt:
+        checkpoint.save(ckpt_dir / "last.pt", _state(run, hooks, step, sampling_G))
+        raise GanexpError(f"interrupted at step {step}; checkpoint saved, continue with resume={run.out_dir}") from None
+    finally:
+        mon.close()
+    final["step"] = step
+    mon.write_json("metrics.json", final)
+    return final

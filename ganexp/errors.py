@@ -1,0 +1,21 @@
+"""User-facing errors: the CLI prints their message as one line and exits non-zero."""
+
+
+class GanexpError(Exception):
+    """A mistake the user can fix (bad option, missing file, corrupt checkpoint)."""
+
+
+class ConfigError(GanexpError):
+    """An option value or combination that cannot work."""
+
+
+class DataError(GanexpError):
+    """A dataset that is missing, unreadable or empty."""
+
+
+class CheckpointError(GanexpError):
+    """A checkpoint that is missing, corrupt or does not fit the models."""
+
+
+class TrainingDiverged(GanexpError):
+    """Losses became NaN or infinite."""

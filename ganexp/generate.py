@@ -1,0 +1,67 @@
+"""`ganexp sample`: grids, latent interpolation, truncated samples and latent arithmetic."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+
+from ganexp import checkpoint
+from ganexp.build import load_generator
+from ganexp.errors import ConfigError
+from ganexp.monitor import image_grid, scatter_figure
+from ganexp.sampling import interpolate, truncate
+
+MODES = ("grid", "interp", "truncation", "arith")
+
+
+def latents(cfg: DictConfig, latent) -> tuple[torch.Tensor, int]:
+    """The latent batch for a mode, and the grid's row length."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.mode == "grid":
+        return latent.z(cfg.n, g), max(1, int(cfg.n ** 0.5))
+    if cfg.mode == "truncation":
+        return truncate(latent.z(cfg.n, g), cfg.truncation, g), max(1, int(cfg.n ** 0.5))
+    if cfg.mode == "interp":
+        ends = latent.z(2 * cfg.n, g)
+        rows = [interpolate(ends[2 * i], ends[2 * i + 1], cfg.steps, cfg.interp) for i in range(cfg.n)]
+        return torch.cat(rows), cfg.steps
+    if cfg.mode == "arith":
+        if len(cfg.arith) != 3:
+            raise ConfigError("arith needs three seeds a, b, c (arith=[0,1,2]) for a - b + c")
+        a, b, c = (latent.z(1, torch.Generator().manual_seed(s)) for s in cfg.arith)
+        return torch.cat([a, b, c, a - b + c]), 4
+    raise ConfigError(f"unknown mode '{cfg.mode}'; choose one of {', '.join(MODES)}")
+
+
+def sample(cfg: DictConfig) -> Path:
+    G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
+    z, nrow = latents(cfg, latent)
+    z = z.to(latent.device)
+    y = None
+    if latent.num_classes:
+        if cfg.label is not None and not 0 <= cfg.label < latent.num_classes:
+            raise ConfigError(f"label must be in 0..{latent.num_classes - 1}, got {cfg.label}")
+        y = (torch.full((len(z),), cfg.label) if cfg.label is not None else torch.arange(len(z)) % latent.num_classes).to(latent.device)
+    with torch.inference_mode():
+        x = torch.cat([G(z[i:i + 256], None if y is None else y[i:i + 256]) for i in range(0, len(z), 256)]).cpu()
+
+    run_dir = checkpoint.resolve(cfg.ckpt).parent.parent
+    out = Path(cfg.out) if cfg.out else run_dir / "samples" / f"{cfg.mode}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".pt":
+        torch.save({"x": x, "y": None if y is None else y.cpu()}, out)
+    elif suffix == ".npy":
+        arr = x if x.dim() == 2 else ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+        np.save(out, arr.numpy())
+    elif suffix == ".png":
+        if x.dim() == 2:
+            scatter_figure(x).savefig(out)
+        else:
+            save_image(image_grid(x, nrow), out)
+    else:
+        raise ConfigError(f"out must end in .png, .npy or .pt, got '{out.name}'")
+    return out

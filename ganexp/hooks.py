@@ -1,0 +1,174 @@
+"""The engine's fixed points. Losses and tricks are hooks; each overrides only what it needs.
+
+The engine calls a method only on the hooks that override it, so an unused fixed point
+costs nothing in the training step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from ganexp.run import Run
+
+
+@dataclass
+class Targets:
+    """Label-based losses' targets: D's target on real and on fake, and G's target for fakes."""
+
+    real: Tensor | float
+    fake: Tensor | float
+    gen: Tensor | float
+
+
+@dataclass
+class StepContext:
+    """What a penalty or an extra loss term may need. ``logs`` collects detached tensors
+    that the engine reads (one host sync) only at log intervals."""
+
+    step: int
+    G: nn.Module
+    D: nn.Module
+    real: Tensor
+    y_real: Tensor | None
+    fake: Tensor
+    y_fake: Tensor | None
+    d_real: Tensor | None = None
+    d_fake: Tensor | None = None
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Hook:
+    """Base class of losses and tricks. ``name`` keys its state in checkpoints."""
+
+    name: str = "hook"
+    #: False when the hook changes G between the D step and the G step (e.g. checkpoint swap),
+    #: so the D step's generator forward must not be reused for the G update.
+    allows_fake_reuse: bool = True
+
+    def modify_models(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
+        """At build time, before optimizers exist: architecture changes (spectral norm, extra layers)."""
+        return G, D
+
+    def setup(self, run: "Run") -> None:
+        """At build time, after models and optimizers exist: keep references, check compatibility."""
+
+    def on_real(self, x: Tensor, y: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:
+        return x, y
+
+    def on_fake(self, x: Tensor, y: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:
+        """The (detached) fake batch shown to D in the D step."""
+        return x, y
+
+    def on_d_input(self, x: Tensor, step: int) -> Tensor:
+        """Every batch D sees, real or fake, in the D and the G step."""
+        return x
+
+    def on_targets(self, t: Targets, step: int) -> Targets:
+        return t
+
+    def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
+        return loss
+
+    def on_g_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
+        return loss
+
+    def after_d_step(self, step: int) -> None:
+        pass
+
+    def after_g_step(self, step: int) -> None:
+        pass
+
+    def sampling_generator(self, G: nn.Module) -> nn.Module:
+        """The generator that samples, grids and evaluation use (EMA swaps its own in)."""
+        return G
+
+    def scalars(self, step: int) -> dict[str, Tensor | float]:
+        """Values to log at log intervals, under ``trick/<name>/...``."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+METHODS = ("on_real", "on_fake", "on_d_input", "on_targets", "on_d_loss", "on_g_loss",
+           "after_d_step", "after_g_step", "sampling_generator", "scalars")
+
+
+class HookSet:
+    """Calls each fixed point on the hooks that implement it, in order."""
+
+    def __init__(self, hooks: list[Hook]):
+        self.hooks = hooks
+        self._by = {m: [h for h in hooks if getattr(type(h), m) is not getattr(Hook, m)] for m in METHODS}
+        self.allows_fake_reuse = all(h.allows_fake_reuse for h in hooks)
+
+    def active(self, method: str) -> bool:
+        return bool(self._by[method])
+
+    def on_real(self, x, y, step):
+        for h in self._by["on_real"]:
+            x, y = h.on_real(x, y, step)
+        return x, y
+
+    def on_fake(self, x, y, step):
+        for h in self._by["on_fake"]:
+            x, y = h.on_fake(x, y, step)
+        return x, y
+
+    def on_d_input(self, x, step):
+        for h in self._by["on_d_input"]:
+            x = h.on_d_input(x, step)
+        return x
+
+    def on_targets(self, t, step):
+        for h in self._by["on_targets"]:
+            t = h.on_targets(t, step)
+        return t
+
+    def on_d_loss(self, loss, ctx):
+        for h in self._by["on_d_loss"]:
+            loss = h.on_d_loss(loss, ctx)
+        return loss
+
+    def on_g_loss(self, loss, ctx):
+        for h in self._by["on_g_loss"]:
+            loss = h.on_g_loss(loss, ctx)
+        return loss
+
+    def after_d_step(self, step):
+        for h in self._by["after_d_step"]:
+            h.after_d_step(step)
+
+    def after_g_step(self, step):
+        for h in self._by["after_g_step"]:
+            h.after_g_step(step)
+
+    def sampling_generator(self, G):
+        for h in self._by["sampling_generator"]:
+            G = h.sampling_generator(G)
+        return G
+
+    def scalars(self, step) -> dict[str, Tensor | float]:
+        out: dict[str, Tensor | float] = {}
+        for h in self._by["scalars"]:
+            out.update({f"trick/{h.name}/{k}": v for k, v in h.scalars(step).items()})
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {h.name: h.state_dict() for h in self.hooks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for h in self.hooks:
+            if h.name in state:
+                h.load_state_dict(state[h.name])
+
+
+def as_float_tensor(v: Tensor | float, like: Tensor) -> Tensor:
+    return v if isinstance(v, Tensor) else torch.full_like(like, float(v))

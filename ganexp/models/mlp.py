@@ -1,0 +1,41 @@
+"""Fully connected GAN (Goodfellow et al. 2014): for 2D data and flattened images.
+
+The notes' digit GAN is G 100-300-784 and D 784-300-100-1 with LeakyReLU(0.2); those are
+the defaults. G ends in tanh for images (data in [-1, 1]) and is linear for points.
+"""
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from ganexp.models.base import Discriminator, Generator, activation, dcgan_init_
+
+
+def _stack(sizes: list[int], act: str, norm: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(i, o)] + ([nn.BatchNorm1d(o)] if norm else []) + [activation(act)]
+    return layers
+
+
+class MLPGenerator(Generator):
+    def __init__(self, shape: tuple[int, ...], kind: str, z_dim: int = 100, hidden: list[int] = (300,),
+                 act: str = "leaky_relu", batch_norm: bool = False, num_classes: int = 0, embed_dim: int = 0):
+        super().__init__(z_dim, num_classes, embed_dim)
+        self.shape = tuple(shape)
+        sizes = [self.in_dim, *hidden]
+        out = [nn.Linear(sizes[-1], math.prod(self.shape))] + ([nn.Tanh()] if kind == "image" else [])
+        self.body = nn.Sequential(*_stack(sizes, act, batch_norm), *out)
+        dcgan_init_(self) if kind == "image" else None
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return super().forward(z, y).view(-1, *self.shape)
+
+
+class MLPDiscriminator(Discriminator):
+    def __init__(self, shape: tuple[int, ...], kind: str, hidden: list[int] = (300, 100),
+                 act: str = "leaky_relu", num_classes: int = 0):
+        super().__init__(hidden[-1], num_classes)
+        self.body = nn.Sequential(nn.Flatten(), *_stack([math.prod(shape), *hidden], act))
+        dcgan_init_(self) if kind == "image" else None

@@ -1,0 +1,132 @@
+"""What a run shows: TensorBoard events in the run folder, PNG samples, and the console
+(a rich progress bar on a terminal, plain lines elsewhere)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+from torchvision.utils import make_grid, save_image
+
+console = Console()
+
+
+def image_grid(x: Tensor, nrow: int | None = None) -> Tensor:
+    """(N, C, H, W) in [-1, 1] -> one CHW grid in [0, 1]."""
+    nrow = nrow or max(1, int(len(x) ** 0.5))
+    return make_grid(x.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
+
+
+def scatter_figure(fake: Tensor, real: Tensor | None = None, lim: float | None = None):
+    """Generated 2D points over the real ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+    if real is not None:
+        r = real.float().cpu()
+        ax.scatter(r[:, 0], r[:, 1], s=2, c="tab:blue", alpha=0.3, label="real")
+    f = fake.float().cpu()
+    ax.scatter(f[:, 0], f[:, 1], s=2, c="tab:red", alpha=0.5, label="generated")
+    if lim:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7, markerscale=4)
+    fig.tight_layout()
+    return fig
+
+
+class Monitor:
+    """Owns the SummaryWriter and the console for one run folder."""
+
+    def __init__(self, out_dir: Path, total_steps: int, log_every: int, interactive: bool | None = None):
+        self.out_dir, self.total, self.log_every = Path(out_dir), total_steps, log_every
+        self.interactive = console.is_terminal if interactive is None else interactive
+        self.writer: SummaryWriter | None = None
+        self.progress: Progress | None = None
+        self._task = None
+        self._t0 = time.perf_counter()
+        self._step0 = 0
+
+    def open(self, start_step: int) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # purge_step drops events a crashed run wrote after its last checkpoint.
+        self.writer = SummaryWriter(str(self.out_dir), purge_step=start_step or None)
+        self._t0, self._step0 = time.perf_counter(), start_step
+        if self.interactive:
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
+            )
+            self.progress.start()
+            self._task = self.progress.add_task("train", total=self.total, completed=start_step, rate="", info="")
+
+    def hparams(self, hp: dict, metric_tags: list[str]) -> None:
+        """Hparams summaries in the run's own event file (add_hparams would open a second run)."""
+        clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hp.items()}
+        for s in hparams(clean, {t: 0.0 for t in metric_tags}):
+            self.writer.file_writer.add_summary(s)
+
+    def steps_per_sec(self, step: int) -> float:
+        return (step - self._step0) / max(time.perf_counter() - self._t0, 1e-9)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(k, v, step)
+        rate = self.steps_per_sec(step)
+        info = "  ".join(f"{k.split('/')[-1]}={v:.3f}" for k, v in values.items() if k.startswith("loss/"))
+        if self.progress is not None:
+            self.progress.update(self._task, completed=step, rate=f"{rate:.1f} it/s", info=info)
+        else:
+            console.print(f"step {step}/{self.total}  {rate:.1f} it/s  {info}", highlight=False)
+
+    def advance(self, step: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self._task, completed=step)
+
+    def images(self, tag: str, x: Tensor, step: int, save_to: Path | None = None) -> None:
+        grid = image_grid(x)
+        self.writer.add_image(tag, grid, step)
+        if save_to is not None:
+            save_to.parent.mkdir(parents=True, exist_ok=True)
+            save_image(grid, save_to)
+
+    def figure(self, tag: str, fig, step: int, save_to: Path | None = None) -> None:
+        if save_to is not None:
+            save_to.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(save_to)
+        self.writer.add_figure(tag, fig, step, close=True)
+
+    def message(self, text: str) -> None:
+        console.print(text, highlight=False)
+
+    def write_json(self, name: str, data: dict) -> None:
+        path = self.out_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        tmp.replace(path)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def tensor_dict_to_floats(d: dict[str, Tensor | float]) -> dict[str, float]:
+    """One host sync for a whole dict of scalars."""
+    keys = list(d)
+    tensors = [d[k] for k in keys if isinstance(d[k], Tensor)]
+    vals = iter(torch.stack([t.detach().float().reshape(()).to(tensors[0].device) for t in tensors]).tolist()) if tensors else iter(())
+    return {k: (next(vals) if isinstance(d[k], Tensor) else float(d[k])) for k in keys}

@@ -1,0 +1,41 @@
+"""Penalties shared by losses and tricks: pure functions of a critic and its inputs."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def _grad_norm(D: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
+    x = x.detach().requires_grad_(True)
+    out = D(x, y)
+    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return g.flatten(1).norm(2, dim=1)
+
+
+def interpolates(real: Tensor, fake: Tensor) -> Tensor:
+    """Random points on straight lines between real and fake samples (Gulrajani et al. 2017, Alg. 1)."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    return eps * real.detach() + (1 - eps) * fake.detach()
+
+
+def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor, y: Tensor | None = None, target: float = 1.0) -> Tensor:
+    """E[(||grad D(x_hat)|| - K)^2] on interpolates x_hat (WGAN-GP, Gulrajani et al. 2017, Eq. 3)."""
+    return (_grad_norm(D, interpolates(real, fake), y) - target).pow(2).mean()
+
+
+def r1_penalty(D: nn.Module, real: Tensor, y: Tensor | None = None) -> Tensor:
+    """E[||grad D(x)||^2] on real data (Mescheder et al. 2018, Eq. 9, without the gamma/2)."""
+    return _grad_norm(D, real, y).pow(2).mean()
+
+
+def dragan_penalty(D: nn.Module, real: Tensor, y: Tensor | None = None, c: float = 0.5, target: float = 1.0) -> Tensor:
+    """E[(||grad D(x + delta)|| - K)^2], delta ~ U(0, c * std(x)) (Kodali et al. 2017, DRAGAN)."""
+    noise = c * real.std() * torch.rand_like(real)
+    return (_grad_norm(D, real + noise, y) - target).pow(2).mean()
+
+
+@torch.no_grad()
+def clip_weights_(module: nn.Module, c: float) -> None:
+    """Clamp every parameter to [-c, c] (WGAN, Arjovsky et al. 2017, Alg. 1 line 7)."""
+    for p in module.parameters():
+        p.clamp_(-c, c)

@@ -1,0 +1,62 @@
+"""The run object: everything the engine needs, built by ``build_run`` from the config."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ganexp.data import DataInfo, LoaderData, TensorData
+from ganexp.hooks import Hook
+from ganexp.losses import Loss
+from ganexp.monitor import Monitor
+from ganexp.sampling import Latent
+
+#: An evaluator takes a function that yields generated batches and the real data, and returns metrics.
+Evaluator = Callable[["Run", int], dict[str, float]]
+
+
+@dataclass
+class Schedule:
+    """Progress is counted in generator steps; every interval is in the same unit."""
+
+    steps: int
+    batch_size: int
+    d_steps: int = 1
+    g_steps: int = 1
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    eval_every: int = 0
+
+
+@dataclass
+class Run:
+    data: TensorData | LoaderData
+    G: nn.Module
+    D: nn.Module
+    loss: Loss
+    tricks: list[Hook]
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    latent: Latent
+    schedule: Schedule
+    fixed_z: Tensor
+    fixed_y: Tensor | None
+    out_dir: Path
+    device: torch.device
+    monitor: Monitor
+    seed: int = 0
+    #: The resolved config as plain data, stored in checkpoints so `sample`/`eval` can rebuild.
+    config: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    evaluators: list[Any] = field(default_factory=list)
+    #: (metric name, "min" or "max") that picks ckpt/best.pt, or None.
+    best_metric: tuple[str, str] | None = None
+    resume_state: dict[str, Any] | None = None
+
+    @property
+    def info(self) -> DataInfo:
+        return self.data.info

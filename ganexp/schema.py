@@ -1,0 +1,72 @@
+"""Typed schema for the parts of the config every run has; Hydra rejects wrong types
+(``optimizer.d.lr=abc``) before any work starts. Groups whose options differ in shape
+(dataset, models, loss, tricks) stay free-form and are checked when built."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class OptimSpec:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 2.0e-4
+    betas: Optional[List[float]] = None
+    momentum: Optional[float] = None
+    alpha: Optional[float] = None
+    eps: Optional[float] = None
+    weight_decay: Optional[float] = None
+    nesterov: Optional[bool] = None
+
+
+@dataclass
+class OptimizerConfig:
+    g: OptimSpec = field(default_factory=OptimSpec)
+    d: OptimSpec = field(default_factory=OptimSpec)
+    d_steps: int = 1  # discriminator steps per generator step
+    g_steps: int = 1
+
+
+@dataclass
+class TrainLoop:
+    steps: int = 2000  # generator steps
+    batch_size: int = 64
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    num_fixed: int = 64  # latents of the sample grid (points: of the scatter plot)
+
+
+@dataclass
+class LatentConfig:
+    dim: int = 100
+    prior: str = "normal"  # normal | uniform | sphere
+
+
+@dataclass
+class TrainConfig:
+    dataset: Any = MISSING
+    generator: Any = MISSING
+    discriminator: Any = MISSING
+    loss: Any = MISSING
+    tricks: Any = field(default_factory=dict)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    train: TrainLoop = field(default_factory=TrainLoop)
+    eval: Any = field(default_factory=dict)
+    conditional: bool = False
+    seed: int = 0
+    device: str = "auto"
+    resume: Optional[str] = None
+    out_dir: Optional[str] = None
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+register()
