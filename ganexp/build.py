@@ -146,20 +146,45 @@ def build_run(cfg: DictConfig) -> Run:
     latent = Latent(cfg.latent.dim, cfg.latent.prior, G.num_classes if hasattr(G, "num_classes") else 0, device)
     sch = Schedule(cfg.train.steps, cfg.train.batch_size, cfg.optimizer.d_steps, cfg.optimizer.g_steps,
                    cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0))
-    if state is not None:
-        fixed_z = state["fixed_z"].to(device)
-        fixed_y = None if state["fixed_y"] is None else state["fixed_y"].to(device)
-    else:
-        fixed_z, fixed_y = latent.fixed(cfg.train.num_fixed, cfg.seed)
+    evaluators, best = build_evaluators(cfg, data, device)
     run = Run(
         data=data, G=G, D=D, loss=loss, tricks=tricks, opt_g=opt_g, opt_d=opt_d, latent=latent, schedule=sch,
-        fixed_z=fixed_z, fixed_y=fixed_y, out_dir=out_dir, device=device,
+        fixed_z=torch.empty(0), fixed_y=None, out_dir=out_dir, device=device,
         monitor=Monitor(out_dir, sch.steps, sch.log_every), seed=cfg.seed,
         config=OmegaConf.to_container(cfg, resolve=True), hparams=_hparams(cfg), resume_state=state,
+        evaluators=evaluators, best_metric=best,
     )
     for h in [loss, *tricks]:
         h.setup(run)
+    # after setup: a trick may change the latent prior
+    if state is not None:
+        run.fixed_z = state["fixed_z"].to(device)
+        run.fixed_y = None if state["fixed_y"] is None else state["fixed_y"].to(device)
+    else:
+        run.fixed_z, run.fixed_y = run.latent.fixed(cfg.train.num_fixed, cfg.seed)
     return run
+
+
+def _accepted(target: str, offered: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``offered`` keyword arguments that ``target``'s constructor accepts."""
+    try:
+        params = inspect.signature(get_class(target)).parameters
+    except Exception as e:
+        raise ConfigError(f"cannot find class {target}: {e}") from None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return offered
+    return {k: v for k, v in offered.items() if k in params}
+
+
+def build_evaluators(cfg: DictConfig, data, device: torch.device) -> tuple[list[Any], tuple[str, str] | None]:
+    """Metrics computed during training: ``cfg.eval.metrics`` maps a name to a ``_target_`` node;
+    the real data and the device are passed to constructors that accept them."""
+    ev = cfg.get("eval") or {}
+    nodes = ev.get("metrics") or {}
+    evaluators = [_make(node, f"metric '{name}'", **_accepted(node._target_, {"data": data, "device": device}))
+                  for name, node in nodes.items()]
+    best = (ev.best, ev.get("best_mode", "min")) if ev.get("best") else None
+    return evaluators, best
 
 
 def load_generator(ckpt: str, device: str = "auto", ema: bool = True) -> tuple[nn.Module, Latent, dict]:

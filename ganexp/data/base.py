@@ -67,6 +67,12 @@ class TensorData:
         idx = torch.randint(len(self.x), (n,), device=self.x.device)
         return self._convert(self.x[idx]), None if self.y is None else self.y[idx]
 
+    def real_batches(self, n: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The first ``n`` samples in order, batched (deterministic: for metric statistics)."""
+        n = min(n, len(self.x))
+        for i in range(0, n, batch_size):
+            yield self.take(min(batch_size, n - i), i)
+
     def take(self, n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A deterministic slice (for evaluation statistics)."""
         sl = slice(offset, offset + n)
@@ -103,6 +109,15 @@ class LoaderData:
         loader = self._loader(n)
         while True:
             yield from loader
+
+    def real_batches(self, n: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``n`` samples streamed in batches (for metric statistics)."""
+        done = 0
+        while done < n:
+            x, y = self.sample(batch_size)
+            k = min(batch_size, n - done)
+            yield x[:k], None if y is None else y[:k]
+            done += k
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self._it is None or n != self._batch:
