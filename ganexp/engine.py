@@ -139,7 +139,7 @@ def train(run: Run) -> dict[str, float]:
     start = _restore(run, hooks, run.resume_state) if run.resume_state else 0
     reuse = hooks.allows_fake_reuse
     ckpt_dir = run.out_dir / "ckpt"
-    saved_at = None
+    saved_at = ckpt_dir / "last.pt" if (ckpt_dir / "last.pt").is_file() else None
     best = None
     final: dict[str, float] = {}
     mon.open(start)

@@ -59,8 +59,8 @@ class Monitor:
 
     def open(self, start_step: int) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        # purge_step drops events a crashed run wrote after its last checkpoint.
-        self.writer = SummaryWriter(str(self.out_dir), purge_step=start_step or None)
+        # purge_step drops events a crashed run wrote after its last checkpoint (at start_step).
+        self.writer = SummaryWriter(str(self.out_dir), purge_step=start_step + 1 if start_step else None)
         self._t0, self._step0 = time.perf_counter(), start_step
         if self.interactive:
             self.progress = Progress(

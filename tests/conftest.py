@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 import ganexp.schema  # noqa: F401  (registers the typed schema)
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
 
 #: Overrides that make any run tiny: a few steps, small batches, CPU.
 TINY = ["device=cpu", "train.steps=4", "train.batch_size=8", "train.log_every=2", "train.sample_every=4",

@@ -1,0 +1,114 @@
+"""The `ganexp` command as a user types it, from a directory outside the repo."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from PIL import Image
+
+from ganexp.build import build_run
+from ganexp.engine import train
+from ganexp.errors import ConfigError, GanexpError
+from ganexp.generate import sample
+from tests.conftest import TINY, make_cfg, read_events
+
+GANEXP = str(Path(sys.executable).with_name("ganexp"))
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+
+
+def ganexp(*args, cwd):
+    return subprocess.run([GANEXP, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_subcommands_and_groups(tmp_path):
+    top = ganexp("--help", cwd=tmp_path)
+    assert top.returncode == 0 and "train" in top.stdout and "sample" in top.stdout
+    groups = ganexp("train", "--help", cwd=tmp_path)
+    assert groups.returncode == 0
+    for group in ("dataset", "generator", "discriminator", "model", "loss", "optimizer", "tricks"):
+        assert f"{group}:" in groups.stdout
+    job = ganexp("train", "--cfg", "job", "loss=lsgan", "model=mlp", cwd=tmp_path)
+    assert "ganexp.losses.LSGAN" in job.stdout and "MLPGenerator" in job.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["loss=nope"], "Available options in 'loss'"),
+    (["optimizer.d.lr=abc"], "could not be converted to Float"),
+    (["optimizer.d.lr=-1"], "error: optimizer.d.lr must be > 0, got -1"),
+    (["resume=/does/not/exist.pt"], "error: checkpoint not found: /does/not/exist.pt"),
+])
+def test_user_mistakes_give_a_short_message_not_a_traceback(args, fragment, tmp_path):
+    r = ganexp("train", *args, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and fragment in out, out
+    assert "Traceback" not in out
+    assert not list(tmp_path.glob("outputs/train/*/ckpt"))
+
+
+def test_unknown_subcommand(tmp_path):
+    r = ganexp("fly", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown command 'fly'" in r.stderr
+
+
+def test_sweep_makes_one_folder_per_run(tmp_path):
+    r = ganexp("train", "-m", "loss=gan,lsgan,hinge", *TINY, "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [n.split(",")[0] for n in runs] == ["0_loss=gan", "1_loss=lsgan", "2_loss=hinge"]
+    for name in runs:
+        assert "loss/d" in read_events(tmp_path / "sweep" / name).Tags()["scalars"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    train(build_run(make_cfg(["conditional=true"], out / "run")))
+    return out / "run"
+
+
+def sample_cfg(*overrides):
+    with initialize_config_module("ganexp.conf", version_base="1.3"):
+        return compose("sample", overrides=["device=cpu", *overrides])
+
+
+def test_sample_grid_png(trained, tmp_path):
+    path = sample(sample_cfg(f"ckpt={trained}", "n=16", f"out={tmp_path / 'g.png'}"))
+    assert Image.open(path).size == (4 * 30 + 2, 4 * 30 + 2)  # 4x4 grid of 28px digits, 2px padding
+
+
+def test_sample_arrays_for_outside_tools(trained, tmp_path):
+    npy = np.load(sample(sample_cfg(f"ckpt={trained}", "n=10", f"out={tmp_path / 's.npy'}")))
+    assert npy.shape == (10, 28, 28, 1) and npy.dtype == np.uint8
+    pt = torch.load(sample(sample_cfg(f"ckpt={trained}", "n=10", "label=3", f"out={tmp_path / 's.pt'}")))
+    assert pt["x"].shape == (10, 1, 28, 28) and pt["x"].min() >= -1 and pt["x"].max() <= 1
+    assert pt["y"].tolist() == [3] * 10
+
+
+def test_sample_interpolation_and_truncation(trained, tmp_path):
+    path = sample(sample_cfg(f"ckpt={trained}", "mode=interp", "n=2", "steps=5", "interp=lerp", f"out={tmp_path / 'i.pt'}"))
+    x = torch.load(path)["x"]
+    assert x.shape == (10, 1, 28, 28)
+    assert not torch.allclose(x[0], x[4])  # the two ends differ
+    t = torch.load(sample(sample_cfg(f"ckpt={trained}", "mode=truncation", "n=8", "truncation=0.5", f"out={tmp_path / 't.pt'}")))
+    assert t["x"].shape == (8, 1, 28, 28)
+    a = torch.load(sample(sample_cfg(f"ckpt={trained}", "mode=arith", f"out={tmp_path / 'a.pt'}")))
+    assert a["x"].shape == (4, 1, 28, 28)
+
+
+def test_sample_errors(trained, tmp_path):
+    with pytest.raises(ConfigError, match="out must end in .png, .npy or .pt"):
+        sample(sample_cfg(f"ckpt={trained}", f"out={tmp_path / 'x.gif'}"))
+    with pytest.raises(ConfigError, match="label must be in 0..9"):
+        sample(sample_cfg(f"ckpt={trained}", "label=12"))
+    with pytest.raises(GanexpError, match="checkpoint not found"):
+        sample(sample_cfg(f"ckpt={tmp_path}"))
+
+
+def test_sample_cli_writes_next_to_the_run(trained, tmp_path):
+    r = ganexp("sample", f"ckpt={trained}", "n=4", "device=cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (trained / "samples" / "grid.png").is_file()

@@ -1,0 +1,125 @@
+"""End-to-end runs on CPU: TensorBoard contents, checkpoints, resume, errors."""
+import json
+
+import pytest
+import torch
+
+from ganexp import checkpoint
+from ganexp.build import build_run
+from ganexp.engine import train
+from ganexp.errors import CheckpointError, GanexpError, TrainingDiverged
+from tests.conftest import make_cfg, read_events
+
+LOSSES = ["gan", "nsgan", "lsgan", "lsgan_pearson", "wgan", "wgan_gp", "hinge"]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_each_loss_trains_and_logs(loss, tmp_path):
+    run = build_run(make_cfg([f"loss={loss}", "optimizer.d_steps=2"], tmp_path))
+    final = train(run)
+    acc = read_events(run.out_dir)
+    scalars = set(acc.Tags()["scalars"])
+    assert {"loss/d", "loss/g", "d/real", "d/fake", "grad_norm/g", "grad_norm/d", "lr/g", "lr/d"} <= scalars
+    assert [e.step for e in acc.Scalars("loss/d")] == [2, 4]
+    if loss == "wgan_gp":
+        assert "loss/gp" in scalars
+    img = acc.Images("samples/grid")[-1]
+    assert img.step == 4 and img.width > 28
+    assert (run.out_dir / "samples" / "step_0000004.png").is_file()
+    saved = json.loads((run.out_dir / "metrics.json").read_text())
+    assert saved["step"] == 4 and saved["loss/d"] == pytest.approx(final["loss/d"])
+    state = checkpoint.load(run.out_dir)
+    assert state["step"] == 4 and state["config"]["loss"]["_target_"].startswith("ganexp.losses")
+
+
+def test_training_changes_both_players(tmp_path):
+    run = build_run(make_cfg([], tmp_path))
+    g0 = [p.detach().clone() for p in run.G.parameters()]
+    d0 = [p.detach().clone() for p in run.D.parameters()]
+    train(run)
+    assert any(not torch.equal(a, b) for a, b in zip(g0, run.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, run.D.parameters()))
+
+
+def test_d_steps_per_g_step(tmp_path):
+    run = build_run(make_cfg(["optimizer.d_steps=3"], tmp_path))
+    train(run)
+    # Adam counts its own steps: 4 G steps, 12 D steps
+    g_state = next(iter(run.opt_g.state.values()))
+    d_state = next(iter(run.opt_d.state.values()))
+    assert int(g_state["step"]) == 4 and int(d_state["step"]) == 12
+
+
+def test_2d_run_logs_a_scatter_plot(tmp_path):
+    run = build_run(make_cfg(["dataset=ring8", "model=mlp", "latent.dim=2"], tmp_path))
+    train(run)
+    acc = read_events(run.out_dir)
+    assert "samples/scatter" in acc.Tags()["images"]
+
+
+def test_resume_continues_exactly(tmp_path):
+    """4 steps + resume to 8 gives the same weights as 8 steps straight (RNG state is restored)."""
+    straight = build_run(make_cfg(["train.steps=8", "train.ckpt_every=4"], tmp_path / "straight"))
+    train(straight)
+    first = build_run(make_cfg(["train.steps=4"], tmp_path / "split"))
+    train(first)
+    resumed = build_run(make_cfg(["train.steps=8", f"resume={tmp_path / 'split'}"], tmp_path / "ignored"))
+    assert resumed.out_dir == tmp_path / "split"
+    final = train(resumed)
+    assert final["step"] == 8
+    for a, b in zip(straight.G.state_dict().values(), resumed.G.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    steps = [e.step for e in read_events(tmp_path / "split").Scalars("loss/g")]
+    assert steps == [2, 4, 6, 8]
+
+
+def test_missing_and_corrupt_checkpoints_fail_in_one_line(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        build_run(make_cfg([f"resume={tmp_path / 'nope'}"], tmp_path))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt") as e:
+        build_run(make_cfg([f"resume={bad}"], tmp_path))
+    assert "\n" not in str(e.value)
+    torch.save({"G": {}}, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="not a ganexp checkpoint"):
+        checkpoint.load(tmp_path / "partial.pt")
+
+
+def test_checkpoint_of_other_models_is_refused(tmp_path):
+    train(build_run(make_cfg([], tmp_path / "dcgan")))
+    with pytest.raises(GanexpError, match="does not fit"):
+        train(build_run(make_cfg(["model=mlp", "train.steps=8", f"resume={tmp_path / 'dcgan'}"], tmp_path)))
+
+
+def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path):
+    run = build_run(make_cfg(["dataset=ring8", "model=mlp", "latent.dim=2"], tmp_path))
+    train(run)
+    good = checkpoint.load(run.out_dir)
+    poisoned = build_run(make_cfg(["dataset=ring8", "model=mlp", "latent.dim=2", "train.steps=8",
+                                   f"resume={run.out_dir}"], tmp_path / "x"))
+    poisoned.data.x[:] = float("nan")
+    with pytest.raises(TrainingDiverged, match="diverged at step 6") as e:
+        train(poisoned)
+    assert f"last good checkpoint {run.out_dir / 'ckpt' / 'last.pt'} is kept" in str(e.value)
+    assert "\n" not in str(e.value)
+    kept = checkpoint.load(run.out_dir)
+    assert kept["step"] == good["step"] == 4
+    for a, b in zip(kept["G"].values(), good["G"].values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """A crash while writing leaves the previous checkpoint intact."""
+    path = tmp_path / "ckpt" / "last.pt"
+    checkpoint.save(path, {"a": torch.ones(2)})
+
+    def boom(obj, f, *a, **k):
+        open(f, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        checkpoint.save(path, {"a": torch.zeros(2)})
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
