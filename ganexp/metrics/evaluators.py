@@ -1,0 +1,148 @@
+"""The metric objects that conf/metrics/*.yaml build: ``ev(sampler, step) -> {name: value}``.
+
+Feature metrics on one network share a single generated pass per step. Each FID and KID is
+reported beside its real-vs-real baseline (two disjoint real samples of the same size).
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from ganexp.errors import ConfigError
+from ganexp.metrics.cache import reference
+from ganexp.metrics.features import Pass, feature_pass, generated, get_extractor
+from ganexp.metrics.fid import fid_from_stats
+from ganexp.metrics.kde import kde_figure
+from ganexp.metrics.kid import kid
+from ganexp.metrics.modes import mode_coverage, stacked_labels, stacked_mode_coverage
+from ganexp.metrics.precision_recall import precision_recall
+
+
+class FeatureMetric:
+    """Base of the metrics on a feature network (``features``: clf or inception)."""
+
+    needs_feats = False
+
+    def __init__(self, name: str, data, device: torch.device | str = "cpu", features: str = "clf",
+                 num_samples: int = 10_000, batch_size: int = 500, cache_dir: str = "~/.cache/ganexp",
+                 inception_weights: str | None = None, seed: int = 0):
+        self.name, self.data, self.device, self.n, self.bs = name, data, torch.device(device), num_samples, batch_size
+        self.cache_dir, self.seed = cache_dir, seed
+        metric = name.split("_")[0].upper()
+        self.ext = get_extractor(features, data, self.device, cache_dir, seed, inception_weights, metric)
+        if self.needs_feats:
+            self.ext.keep_feats = True
+
+    def reference(self) -> dict:
+        return reference(self.data, self.ext, self.n, self.cache_dir, self.bs)
+
+    def generated(self, sampler, step: int) -> Pass:
+        """The generated pass at this step, computed by the first metric that asks for it."""
+        token = (step, self.n, self.seed)
+        memo = getattr(self.ext, "_gen", None)
+        if memo is None or memo[0]() is not sampler or memo[1] != token:
+            p = feature_pass(self.ext, generated(sampler, self.n, self.seed, self.device), self.n,
+                             keep_feats=getattr(self.ext, "keep_feats", False))
+            self.ext._gen = memo = (weakref.ref(sampler), token, p)
+        return memo[2]
+
+
+class FID(FeatureMetric):
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        ref, gen = self.reference(), self.generated(sampler, step)
+        return {self.name: fid_from_stats(*gen.stats.mean_cov(), ref["mu"], ref["cov"]),
+                f"{self.name}_baseline": ref["baseline_fid"]}
+
+
+class KID(FeatureMetric):
+    needs_feats = True
+
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        ref, gen = self.reference(), self.generated(sampler, step)
+        return {self.name: kid(ref["feats"], gen.feats), f"{self.name}_baseline": ref["baseline_kid"]}
+
+
+class IS(FeatureMetric):
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        return {self.name: self.generated(sampler, step).scores.score()[0], f"{self.name}_real": self.reference()["is_real"]}
+
+
+class PrecisionRecall(FeatureMetric):
+    needs_feats = True
+
+    def __init__(self, *args, k: int = 3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.k = k
+
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        p, r = precision_recall(self.reference()["feats"], self.generated(sampler, step).feats, self.k)
+        return {f"{self.name}_precision": p, f"{self.name}_recall": r}
+
+
+def _points(data, what: str):
+    if not hasattr(data, "centers"):
+        raise ConfigError(f"{what} needs a 2D mixture dataset (ring8, grid25); '{data.info.name}' has no mode centers: "
+                          "use fid_clf or fid for images")
+    return data.centers, data.std
+
+
+def _sample(sampler, n: int, seed: int, device: torch.device) -> torch.Tensor:
+    return torch.cat(list(generated(sampler, n, seed, device)))
+
+
+class ModeCoverage:
+    """VEEGAN/PacGAN mode coverage of a 2D mixture over ``num_samples`` (2,500) samples."""
+
+    def __init__(self, data, device="cpu", name: str = "modes", num_samples: int = 2500, num_std: float = 3.0,
+                 min_fraction: float = 0.2, seed: int = 0):
+        self.centers, self.std = _points(data, name)
+        self.name, self.n, self.num_std, self.min_fraction, self.seed = name, num_samples, num_std, min_fraction, seed
+        self.device = torch.device(device)
+
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        x = _sample(sampler, self.n, self.seed, self.device)
+        r = mode_coverage(x, self.centers, self.std, self.num_std, self.min_fraction)
+        return {self.name: r["modes"], f"{self.name}_hq_percent": r["hq_percent"], f"{self.name}_reverse_kl": r["reverse_kl"]}
+
+
+class StackedModes:
+    """Stacked MNIST: the digit classifier on each of the three channels gives one of 1,000
+    modes; reports modes found and KL to uniform over ``num_samples`` (26,000) samples."""
+
+    def __init__(self, data, device="cpu", name: str = "stacked_modes", num_samples: int = 26_000,
+                 batch_size: int = 500, cache_dir: str = "~/.cache/ganexp", seed: int = 0):
+        if data.info.kind != "image" or data.info.channels != 3:
+            raise ConfigError(f"{name} needs 3-channel stacked digits (dataset=stacked_mnist); '{data.info.name}' "
+                              f"has shape {list(data.info.shape)}")
+        from ganexp.data.digits import digits
+
+        self.device = torch.device(device)
+        ref = digits(resolution=data.info.resolution).to(self.device)
+        self.ext = get_extractor("clf", ref, self.device, cache_dir, seed)
+        self.name, self.n, self.seed = name, num_samples, seed
+
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        labels = []
+        with torch.inference_mode():
+            for x in generated(sampler, self.n, self.seed, self.device):
+                d = self.ext(x.reshape(-1, 1, *x.shape[2:]))[1].argmax(1).view(len(x), 3)
+                labels.append(stacked_labels(d).cpu())
+        r = stacked_mode_coverage(torch.cat(labels))
+        return {self.name: r["modes"], f"{self.name}_kl": r["kl"]}
+
+
+class KDEPlot:
+    """Kernel-density plot of generated 2D samples beside the real density (an image, no numbers)."""
+
+    def __init__(self, data, device="cpu", name: str = "kde", num_samples: int = 2500, seed: int = 0):
+        if data.info.kind != "points" or data.info.shape[0] != 2:
+            raise ConfigError(f"kde plots 2D points; '{data.info.name}' has shape {list(data.info.shape)}")
+        self.real = data.take(num_samples)[0].cpu() if hasattr(data, "take") else data.sample(num_samples)[0].cpu()
+        self.name, self.n, self.seed, self.device = name, num_samples, seed, torch.device(device)
+
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        return {}
+
+    def figures(self, sampler, step: int) -> dict:
+        return {self.name: kde_figure(_sample(sampler, self.n, self.seed, self.device).cpu(), self.real)}
