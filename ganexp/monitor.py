@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid, save_image
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def image_grid(x: Tensor, nrow: int | None = None) -> Tensor:

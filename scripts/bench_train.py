@@ -1,0 +1,106 @@
+"""Training speed of `ganexp train model=dcgan` against a plain PyTorch loop with the same
+architecture, batch, optimizer and data, both measured in this one process.
+
+    python scripts/bench_train.py [--steps 200] [--batch 64] [--device auto] [--dataset digits]
+
+Prints steps/s and the ratio engine / plain loop (1.0 = no overhead from ganexp).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from rich.console import Console
+from rich.table import Table
+
+import ganexp.schema  # noqa: F401
+from ganexp.build import build_run
+from ganexp.engine import train
+from ganexp.models import DCGANDiscriminator, DCGANGenerator
+
+
+def config(args, out_dir):
+    overrides = [f"device={args.device}", f"dataset={args.dataset}", "model=dcgan", "loss=nsgan", "optimizer=adam",
+                 f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"train.log_every={args.steps}",
+                 "train.sample_every=0", "train.ckpt_every=0", f"out_dir={out_dir}"]
+    with initialize_config_module("ganexp.conf", version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(run, cfg, steps: int) -> float:
+    """The PyTorch DCGAN example's loop: D on real and detached fake, then G on the same fake."""
+    info, device, B = run.info, run.device, run.schedule.batch_size
+    G = DCGANGenerator(info.channels, info.resolution, run.latent.dim, cfg.generator.ngf).to(device)
+    D = DCGANDiscriminator(info.channels, info.resolution, cfg.discriminator.ndf).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    data = run.data.x
+    ones, zeros = torch.ones(B, device=device), torch.zeros(B, device=device)
+
+    def step():
+        real = data[torch.randint(len(data), (B,), device=device)].float() / 127.5 - 1
+        fake = G(torch.randn(B, run.latent.dim, device=device))
+        d_loss = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.binary_cross_entropy_with_logits(D(fake), ones)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+
+    for _ in range(10):
+        step()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps / (time.perf_counter() - t)
+
+
+def engine(args, out_dir) -> tuple[float, object, object]:
+    cfg = config(args, out_dir)
+    run = build_run(cfg)
+    sync(run.device)
+    t = time.perf_counter()
+    train(run)
+    sync(run.device)
+    return args.steps / (time.perf_counter() - t), run, cfg
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--rounds", type=int, default=3, help="alternate the two loops this often; report the best of each")
+    args = p.parse_args()
+    ganexp_rate = plain_rate = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        engine(argparse.Namespace(**{**vars(args), "steps": 10}), f"{tmp}/warm")  # warm-up
+        for r in range(args.rounds):
+            rate, run, cfg = engine(args, f"{tmp}/{r}")
+            ganexp_rate = max(ganexp_rate, rate)
+            plain_rate = max(plain_rate, plain_loop(run, cfg, args.steps))
+    table = Table(title=f"DCGAN training on {args.dataset}, batch {args.batch}, {args.steps} steps, {run.device}, "
+                        f"best of {args.rounds}")
+    for col in ("loop", "steps/s", "ratio"):
+        table.add_column(col, justify="right" if col != "loop" else "left")
+    table.add_row("plain PyTorch loop (reference)", f"{plain_rate:.1f}", "1.00")
+    table.add_row("ganexp train (whole run: logging, final checkpoint)", f"{ganexp_rate:.1f}", f"{ganexp_rate / plain_rate:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
