@@ -123,3 +123,37 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         checkpoint.save(path, {"a": torch.zeros(2)})
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+
+
+@pytest.mark.parametrize("d_steps, forwards_per_step", [(1, 1), (3, 3)])
+def test_generator_forward_is_reused_for_the_g_step(d_steps, forwards_per_step, tmp_path):
+    run = build_run(make_cfg([f"optimizer.d_steps={d_steps}", "train.sample_every=0"], tmp_path))
+    calls = []
+    run.G.register_forward_hook(lambda m, i, o: calls.append(torch.is_grad_enabled()))
+    train(run)
+    assert len(calls) == 4 * forwards_per_step
+    # only the forward that the G step reuses keeps its graph
+    assert calls[:forwards_per_step] == [False] * (forwards_per_step - 1) + [True]
+
+
+def test_hparams_live_in_the_run_itself(tmp_path):
+    run = build_run(make_cfg(["loss=hinge"], tmp_path))
+    train(run)
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    (events,) = run.out_dir.glob("events.out.tfevents.*")  # one event file: add_hparams would make a second run
+    values = {v.tag: v for ev in EventFileLoader(str(events)).Load() for v in ev.summary.value}
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(values)
+    start = HParamsPluginData.FromString(values["_hparams_/session_start_info"].metadata.plugin_data.content)
+    assert start.session_start_info.hparams["batch_size"].number_value == 8
+    assert start.session_start_info.hparams["tricks"].string_value == "none"
+    assert not [p for p in run.out_dir.iterdir() if p.is_dir() and p.name[0].isdigit()]
+
+
+def test_plain_progress_lines_when_not_a_terminal(tmp_path, capsys):
+    run = build_run(make_cfg([], tmp_path))
+    train(run)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
+    assert [ln.split()[1] for ln in lines] == ["2/4", "4/4"]
+    assert "it/s" in lines[0] and "d=" in lines[0] and "g=" in lines[0]
