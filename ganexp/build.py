@@ -181,8 +181,7 @@ def build_evaluators(cfg: DictConfig, data, device: torch.device) -> tuple[list[
     the real data and the device are passed to constructors that accept them."""
     ev = cfg.get("eval") or {}
     nodes = ev.get("metrics") or {}
-    evaluators = [_make(node, f"metric '{name}'", **_accepted(node._target_, {"data": data, "device": device}))
-                  for name, node in nodes.items()]
+    evaluators = build_metrics(nodes, data, device, {k: ev[k] for k in METRIC_SETTINGS if k in ev})
     best = (ev.best, ev.get("best_mode", "min")) if ev.get("best") else None
     return evaluators, best
 
@@ -201,3 +200,27 @@ def load_generator(ckpt: str, device: str = "auto", ema: bool = True) -> tuple[n
         raise GanexpError(f"checkpoint {ckpt} does not fit its own config: {str(e).splitlines()[0]}") from None
     latent = Latent(cfg.latent.dim, cfg.latent.prior, getattr(G, "num_classes", 0), dev)
     return G.eval(), latent, state
+
+
+#: Settings of the ``eval`` block offered to every metric that takes them (a metric's own YAML value wins).
+METRIC_SETTINGS = ("num_samples", "batch_size", "cache_dir", "inception_weights")
+
+
+def build_metrics(nodes, data, device: torch.device, settings: dict[str, Any]) -> list[Any]:
+    """Metric objects from ``name -> _target_ node``; the real data, the device and the eval
+    settings go to constructors that accept them."""
+    out = []
+    for name, node in nodes.items():
+        offered = {"data": data, "device": device} | {k: v for k, v in settings.items() if k not in node}
+        out.append(_make(node, f"metric '{name}'", **_accepted(node._target_, offered)))
+    return out
+
+
+def build_eval(cfg: DictConfig, metric_nodes) -> tuple[nn.Module, Latent, dict, Any, list[Any]]:
+    """What `ganexp eval` needs: the checkpoint's generator and latent, its state, the real data
+    rebuilt from the checkpoint's own dataset config, and the metrics."""
+    G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
+    data = _make(state["config"]["dataset"], "dataset").to(latent.device)
+    settings = {k: cfg[k] for k in METRIC_SETTINGS if k in cfg}
+    return G, latent, state, data, build_metrics(metric_nodes, data, latent.device, settings)
+

@@ -178,6 +178,9 @@ def train(run: Run) -> dict[str, float]:
                     metrics.update(ev(sampler, step))
                 for k, v in metrics.items():
                     mon.writer.add_scalar(f"metrics/{k}", v, step)
+                for ev in run.evaluators:  # optional images (e.g. the 2D density plot)
+                    for tag, fig in (ev.figures(sampler, step) if hasattr(ev, "figures") else {}).items():
+                        mon.figure(f"metrics/{tag}", fig, step, run.out_dir / "samples" / f"{tag}_{step:07d}.png")
                 final.update({f"metrics/{k}": v for k, v in metrics.items()})
                 if run.best_metric and run.best_metric[0] in metrics:
                     name, mode = run.best_metric

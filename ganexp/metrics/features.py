@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from ganexp.data.base import to_unit_range
 from ganexp.errors import GanexpError
 from ganexp.metrics.classifier import SmallCNN, load_or_train
 from ganexp.metrics.fid import FeatureStats
@@ -152,11 +153,13 @@ def generated(sampler, n: int, seed: int, device: torch.device) -> Iterator[Tens
 
 
 def real(data, n: int, batch_size: int, offset: int = 0) -> Iterator[Tensor]:
-    """``n`` real samples in order from ``offset`` (streamed datasets: fresh random batches)."""
-    if hasattr(data, "take"):
-        for i in range(offset, offset + n, batch_size):
-            yield data.take(min(batch_size, offset + n - i), i)[0]
+    """``n`` real samples from ``offset`` of a fixed shuffle (files are often sorted by class);
+    streamed datasets give fresh random batches."""
+    if hasattr(data, "x"):
+        order = torch.randperm(len(data.x), generator=torch.Generator().manual_seed(0))[offset:offset + n]
+        for i in range(0, len(order), batch_size):
+            x = data.x[order[i:i + batch_size].to(data.x.device)]
+            yield to_unit_range(x) if x.dtype == torch.uint8 else x
     else:
         for x, _ in data.real_batches(n, batch_size):
             yield x
-
