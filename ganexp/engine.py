@@ -137,6 +137,9 @@ def train(run: Run) -> dict[str, float]:
     hooks = HookSet([run.loss, *run.tricks])
     sch, mon = run.schedule, run.monitor
     start = _restore(run, hooks, run.resume_state) if run.resume_state else 0
+    if start and start >= sch.steps:
+        raise GanexpError(f"the run already reached step {start} of train.steps={sch.steps}; "
+                          f"pass a larger train.steps to continue it")
     reuse = hooks.allows_fake_reuse
     ckpt_dir = run.out_dir / "ckpt"
     saved_at = ckpt_dir / "last.pt" if (ckpt_dir / "last.pt").is_file() else None

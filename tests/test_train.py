@@ -71,6 +71,10 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(a, b)
     steps = [e.step for e in read_events(tmp_path / "split").Scalars("loss/g")]
     assert steps == [2, 4, 6, 8]
+    done = build_run(make_cfg(["train.steps=8", f"resume={tmp_path / 'split'}"], tmp_path / "ignored"))
+    with pytest.raises(GanexpError, match="already reached step 8 of train.steps=8"):
+        train(done)
+    assert json.loads((tmp_path / "split" / "metrics.json").read_text())["step"] == 8
 
 
 def test_missing_and_corrupt_checkpoints_fail_in_one_line(tmp_path):
