@@ -223,4 +223,3 @@ def build_eval(cfg: DictConfig, metric_nodes) -> tuple[nn.Module, Latent, dict, 
     data = _make(state["config"]["dataset"], "dataset").to(latent.device)
     settings = {k: cfg[k] for k in METRIC_SETTINGS if k in cfg}
     return G, latent, state, data, build_metrics(metric_nodes, data, latent.device, settings)
-

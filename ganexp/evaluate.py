@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich.markup import escape
 from rich.table import Table
 
 from ganexp import checkpoint
@@ -81,11 +83,10 @@ def print_table(values: dict[str, float], ckpt: str) -> None:
 
 @hydra.main(config_path="pkg://ganexp.conf", config_name="eval", version_base="1.3")
 def eval_main(cfg: DictConfig) -> None:
-    from ganexp.cli import _fail
-
     try:
         values, out = evaluate(cfg)
-    except GanexpError as e:
-        _fail(e)
+    except GanexpError as e:  # escaped: messages hold option syntax such as metrics=[fid_clf]
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     print_table(values, cfg.ckpt)
     console.print(f"wrote {out}", highlight=False)

@@ -41,7 +41,8 @@ class FeatureMetric:
         """The generated pass at this step, computed by the first metric that asks for it."""
         token = (step, self.n, self.seed)
         memo = getattr(self.ext, "_gen", None)
-        if memo is None or memo[0]() is not sampler or memo[1] != token:
+        stale = memo is None or memo[0]() is not sampler or memo[1] != token
+        if stale or (self.needs_feats and memo[2].feats is None):
             p = feature_pass(self.ext, generated(sampler, self.n, self.seed, self.device), self.n,
                              keep_feats=getattr(self.ext, "keep_feats", False))
             self.ext._gen = memo = (weakref.ref(sampler), token, p)
