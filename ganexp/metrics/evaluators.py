@@ -112,14 +112,15 @@ class StackedModes:
     modes; reports modes found and KL to uniform over ``num_samples`` (26,000) samples."""
 
     def __init__(self, data, device="cpu", name: str = "stacked_modes", num_samples: int = 26_000,
-                 batch_size: int = 500, cache_dir: str = "~/.cache/ganexp", seed: int = 0):
+                 cache_dir: str = "~/.cache/ganexp", seed: int = 0, source: str = "digits",
+                 root: str = "~/.cache/ganexp/data"):
         if data.info.kind != "image" or data.info.channels != 3:
             raise ConfigError(f"{name} needs 3-channel stacked digits (dataset=stacked_mnist); '{data.info.name}' "
                               f"has shape {list(data.info.shape)}")
-        from ganexp.data.digits import digits
+        from ganexp.data.stacked import digit_source
 
         self.device = torch.device(device)
-        ref = digits(resolution=data.info.resolution).to(self.device)
+        ref = digit_source(source, data.info.resolution, root, False).to(self.device)  # single-channel digits
         self.ext = get_extractor("clf", ref, self.device, cache_dir, seed)
         self.name, self.n, self.seed = name, num_samples, seed
 
