@@ -85,11 +85,15 @@ def train_classifier(x: Tensor, y: Tensor, num_classes: int, seed: int = 0, epoc
     return net.requires_grad_(False), float((pred == y[val]).float().mean())
 
 
+def check_labelled(info) -> None:
+    if not info.num_classes or info.kind != "image":
+        raise ConfigError(f"classifier metrics (fid_clf, kid_clf, is_clf, pr_clf) need a labelled image dataset; "
+                          f"'{info.name}' has none: use metrics=[fid] with InceptionV3 weights, or modes/kde for 2D data")
+
+
 def labelled_pool(data, max_n: int = 60_000) -> tuple[Tensor, Tensor]:
     """Up to ``max_n`` labelled real samples, on the CPU, in [-1, 1]."""
-    if not data.info.num_classes or data.info.kind != "image":
-        raise ConfigError(f"classifier metrics (fid_clf, kid_clf, is_clf, pr_clf) need a labelled image dataset; "
-                          f"'{data.info.name}' has none: use metrics=[fid] with InceptionV3 weights, or modes/kde for 2D data")
+    check_labelled(data.info)
     xs, ys = [], []
     for x, y in data.real_batches(min(max_n, len(data)), 1000):
         xs.append(x.float().cpu())

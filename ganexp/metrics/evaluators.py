@@ -11,7 +11,7 @@ import torch
 
 from ganexp.errors import ConfigError
 from ganexp.metrics.cache import reference
-from ganexp.metrics.features import Pass, feature_pass, generated, get_extractor
+from ganexp.metrics.features import Pass, feature_pass, generated, get_extractor, resolve_network
 from ganexp.metrics.fid import fid_from_stats
 from ganexp.metrics.kde import kde_figure
 from ganexp.metrics.kid import kid
@@ -29,10 +29,18 @@ class FeatureMetric:
                  inception_weights: str | None = None, seed: int = 0):
         self.name, self.data, self.device, self.n, self.bs = name, data, torch.device(device), num_samples, batch_size
         self.cache_dir, self.seed = cache_dir, seed
-        metric = name.split("_")[0].upper()
-        self.ext = get_extractor(features, data, self.device, cache_dir, seed, inception_weights, metric)
-        if self.needs_feats:
-            self.ext.keep_feats = True
+        self.features, metric = features, name.split("_")[0].upper()
+        self.weights = resolve_network(features, data, inception_weights, metric)
+        self._ext = None
+
+    @property
+    def ext(self):
+        """The feature network, built on first use (building a run stays fast)."""
+        if self._ext is None:
+            self._ext = get_extractor(self.features, self.data, self.device, self.cache_dir, self.seed, self.weights)
+            if self.needs_feats:
+                self._ext.keep_feats = True
+        return self._ext
 
     def reference(self) -> dict:
         return reference(self.data, self.ext, self.n, self.cache_dir, self.bs)
@@ -117,14 +125,15 @@ class StackedModes:
         if data.info.kind != "image" or data.info.channels != 3:
             raise ConfigError(f"{name} needs 3-channel stacked digits (dataset=stacked_mnist); '{data.info.name}' "
                               f"has shape {list(data.info.shape)}")
-        from ganexp.data.stacked import digit_source
-
-        self.device = torch.device(device)
-        ref = digit_source(source, data.info.resolution, root, False).to(self.device)  # single-channel digits
-        self.ext = get_extractor("clf", ref, self.device, cache_dir, seed)
-        self.name, self.n, self.seed = name, num_samples, seed
+        self.device, self.resolution, self.source, self.root = torch.device(device), data.info.resolution, source, root
+        self.name, self.n, self.seed, self.cache_dir, self.ext = name, num_samples, seed, cache_dir, None
 
     def __call__(self, sampler, step: int) -> dict[str, float]:
+        if self.ext is None:  # single-channel digits at the dataset's resolution, loaded on first use
+            from ganexp.data.stacked import digit_source
+
+            ref = digit_source(self.source, self.resolution, self.root, False).to(self.device)
+            self.ext = get_extractor("clf", ref, self.device, self.cache_dir, self.seed)
         labels = []
         with torch.inference_mode():
             for x in generated(sampler, self.n, self.seed, self.device):

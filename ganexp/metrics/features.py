@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ganexp.data.base import to_unit_range
 from ganexp.errors import GanexpError
-from ganexp.metrics.classifier import SmallCNN, load_or_train
+from ganexp.metrics.classifier import SmallCNN, check_labelled, load_or_train
 from ganexp.metrics.fid import FeatureStats
 from ganexp.metrics.inception_score import SplitScores
 
@@ -96,20 +96,29 @@ def inception_weights(path: str | None, metric: str = "FID") -> str:
 _EXTRACTORS: dict[tuple, nn.Module] = {}
 
 
+def resolve_network(kind: str, data, weights: str | None = None, metric: str = "FID") -> str | None:
+    """Fail at build time, not at the first evaluation: the Inception weights file (fetched
+    when online), or the labels the classifier needs."""
+    if kind == "inception":
+        return inception_weights(weights, metric)
+    if kind == "clf":
+        return check_labelled(data.info)
+    raise GanexpError(f"unknown feature network '{kind}'; use clf or inception")
+
+
 def get_extractor(kind: str, data, device: torch.device, cache_dir: str, seed: int = 0,
                   weights: str | None = None, metric: str = "FID") -> nn.Module:
-    """One extractor per network in this process, shared by all metrics that use it."""
+    """One extractor per network in this process, shared by all metrics that use it
+    (the classifier is trained, or loaded from the cache, on first use)."""
     from ganexp.metrics.cache import dataset_fingerprint
     from ganexp.monitor import console
 
+    path = resolve_network(kind, data, weights, metric)
     if kind == "inception":
-        path = inception_weights(weights, metric)
         key = ("inception", path, str(device))
         if key not in _EXTRACTORS:
             _EXTRACTORS[key] = InceptionFeatures(path).to(device)
         return _EXTRACTORS[key]
-    if kind != "clf":
-        raise GanexpError(f"unknown feature network '{kind}'; use clf or inception")
     fp = dataset_fingerprint(data)
     key = ("clf", fp, str(Path(cache_dir).expanduser()), seed, str(device))
     if key not in _EXTRACTORS:
