@@ -83,16 +83,20 @@ def test_precision_recall_on_a_line_of_points():
 
 def test_mode_coverage_on_hand_built_points():
     centers, std = ring_centers(8, 2.0), 0.02
-    points = torch.cat([centers[:4].repeat_interleave(500, 0), torch.zeros(500, 2)])  # 4 modes + 500 at the origin
+    far = centers[0] * 1.5  # nearest to mode 0, but 50 std away: not high quality
+    points = torch.cat([centers[:4].repeat_interleave(500, 0), far.repeat(500, 1)])
     r = mode_coverage(points, centers, std)
-    assert r == {"modes": 4.0, "hq_percent": pytest.approx(80.0), "reverse_kl": pytest.approx(math.log(2))}
+    p = torch.tensor([0.4, 0.2, 0.2, 0.2])  # nearest-mode histogram of all 2,500 samples
+    assert r == {"modes": 4.0, "hq_percent": pytest.approx(80.0),
+                 "reverse_kl": pytest.approx(math.log(8) + float((p * p.log()).sum()))}
     # 10 samples on mode 5 are high quality, but below 0.2 * 2500 / 8 = 62.5: not a captured mode
     points[-10:] = centers[5] + torch.tensor([2 * std, 0.0])  # 2 std away: still high quality
     r = mode_coverage(points, centers, std)
-    p = torch.tensor([500.0] * 4 + [10.0]) / 2010
+    p = torch.tensor([990.0, 500, 500, 500, 10]) / 2500
     assert r["modes"] == 4.0 and r["hq_percent"] == pytest.approx(80.4)
     assert r["reverse_kl"] == pytest.approx(math.log(8) + float((p * p.log()).sum()))
-    assert mode_coverage(points + 1.0, centers, std)["hq_percent"] == 0.0
+    collapsed = mode_coverage(points[:1].repeat(2500, 1), centers, std)
+    assert collapsed == {"modes": 1.0, "hq_percent": 100.0, "reverse_kl": pytest.approx(math.log(8))}
 
 
 def test_reverse_kl_and_stacked_modes():
