@@ -185,3 +185,15 @@ def test_eval_picks_default_metrics_by_data_and_weights(tmp_path, monkeypatch):
     assert default_metrics(image, None) == ["fid", "kid", "is"]
     nodes = metric_nodes(["fid_clf", "modes"])
     assert nodes.fid_clf._target_.endswith("FID") and nodes.modes.num_samples == 2500
+
+
+def test_connectivity_probe_fails_fast_and_quietly(capfd):
+    import time
+
+    from ganexp.metrics.features import _online
+
+    t0 = time.perf_counter()
+    assert _online("host.invalid", timeout=1.0) is False  # .invalid never resolves (RFC 2606)
+    assert time.perf_counter() - t0 < 2.5
+    time.sleep(0.1)
+    assert "Traceback" not in capfd.readouterr().err

@@ -63,8 +63,15 @@ class InceptionFeatures(nn.Module):
 def _online(host: str = "github.com", timeout: float = 3.0) -> bool:
     """A connection test that cannot hang: DNS has no timeout, so it runs in a thread."""
     ok = []
-    t = threading.Thread(target=lambda: ok.append(socket.create_connection((host, 443), timeout=timeout).close()),
-                         daemon=True)
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(timeout + 1)
     return bool(ok)
