@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ganexp.build import _make
+from ganexp.build import _make, build_run
+from ganexp.engine import train
 from ganexp.data import LoaderData
+from ganexp.data.stream import image_transform
 from ganexp.errors import DataError
 from tests.conftest import make_cfg
 
@@ -64,6 +66,15 @@ def test_resize_keeps_aspect_and_center_crops(tmp_path):
     assert x[0, :, :, :7].max() < -0.9 and x[0, :, :, 9:].min() > 0.9
 
 
+def test_crop_before_resize_keeps_the_centre():
+    """CelebA's ``crop``: a 20-pixel centre crop of a 60x60 image whose middle 20x20 is white."""
+    img = Image.new("RGB", (60, 60), (0, 0, 0))
+    img.paste((255, 255, 255), (20, 20, 40, 40))
+    out = image_transform(8, 3, crop=20)(img)
+    assert out.shape == (3, 8, 8) and out.dtype == torch.uint8 and out.min() == 255
+    assert image_transform(8, 3)(img).float().mean() < 255 * 0.2  # without the crop: mostly black
+
+
 def test_corrupt_files_are_skipped_with_a_warning_and_counted(tmp_path, caplog):
     write_folder(tmp_path)
     (tmp_path / "cats" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -100,6 +111,15 @@ def test_streams_through_worker_processes(tmp_path):
     del data, loader  # the workers stop at once (a reference cycle used to stall 5 s per worker)
     gc.collect()
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_conditional_dcgan_trains_on_a_folder(tmp_path):
+    write_folder(tmp_path / "images")
+    cfg = make_cfg(["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", "dataset.resolution=16",
+                    "dataset.num_workers=0", "conditional=true", "train.batch_size=4"], tmp_path / "run")
+    run = build_run(cfg)
+    assert run.G.num_classes == 2 and run.G(*run.latent.sample(2)).shape == (2, 3, 16, 16)
+    assert train(run)["step"] == 4
 
 
 @pytest.mark.parametrize("setup, fragment", [

@@ -10,19 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganexp.build import _make, build_run
+from ganexp.build import build_run
 from ganexp.data.stacked import stack
 from ganexp.engine import train
 from ganexp.errors import ConfigError
 from tests.conftest import make_cfg
-from tests.test_data_torchvision import write_mnist
+from tests.test_data_torchvision import load, write_mnist
 
 GANEXP = str(Path(sys.executable).with_name("ganexp"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-
-
-def load(option: str, *overrides: str):
-    return _make(make_cfg([f"dataset={option}", *overrides]).dataset, "dataset")
 
 
 @pytest.mark.parametrize("option, n, res", [("digits", 5000, 28), ("sklearn_digits", 1797, 32)])

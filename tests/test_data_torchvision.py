@@ -210,6 +210,8 @@ def test_celeba_missing_or_unknown_attribute(tmp_path, monkeypatch):
     write_celeba(tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="'Bald' is not a CelebA attribute; choose one of"):
         load("celeba", f"dataset.root={tmp_path}", "dataset.attribute=Bald")
+    with pytest.raises(ConfigError, match="dataset.split for celeba must be one of all, train, valid, test; got 'val'"):
+        load("celeba", f"dataset.root={tmp_path}", "dataset.split=val")
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("gdown") is not None, reason="would reach Google Drive")

@@ -7,14 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from ganexp.build import _make
 from ganexp.data import TensorData
 from ganexp.errors import ConfigError
-from tests.conftest import make_cfg
-
-
-def load(option: str, *overrides: str):
-    return _make(make_cfg([f"dataset={option}", *overrides]).dataset, "dataset")
+from ganexp.metrics.modes import mode_coverage
+from tests.test_data_torchvision import load
 
 
 def check_mixture(data, centers: torch.Tensor, std: float) -> None:
@@ -43,6 +39,15 @@ def test_grid25_is_the_veegan_grid():
     data = load("grid25")
     axis = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
     check_mixture(data, torch.cartesian_prod(axis, axis), 0.05)
+
+
+@pytest.mark.parametrize("option, modes", [("ring8", 8), ("grid25", 25)])
+def test_real_samples_score_full_coverage_on_their_own_modes(option, modes):
+    """The mode-coverage metric reads ``centers`` and ``std``; the data itself must score perfectly."""
+    data = load(option)
+    r = mode_coverage(data.take(2500)[0], data.centers, data.std)
+    assert r["modes"] == modes and r["reverse_kl"] < 0.01
+    assert r["hq_percent"] == pytest.approx(100 * (1 - math.exp(-4.5)), abs=0.8)  # P(|N(0, I)| <= 3) in 2D
 
 
 def test_radius_std_and_size_are_config_values():

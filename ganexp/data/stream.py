@@ -55,6 +55,8 @@ def celeba(root: str = "~/.cache/ganexp/data", download: bool = False, split: st
     ``attribute`` (e.g. Male, Smiling) makes a 2-class label for conditional models."""
     from torchvision.datasets import CelebA
 
+    if split not in ("all", "train", "valid", "test"):
+        raise ConfigError(f"dataset.split for {name} must be one of all, train, valid, test; got '{split}'")
     root = data_root(root)
     ds = open_torchvision(CelebA, name, root, root / CelebA.base_folder, download, split=split,
                           transform=image_transform(resolution, 3, crop))
