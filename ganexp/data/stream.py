@@ -9,7 +9,6 @@ travel as uint8, 4x fewer bytes than float; ``LoaderData`` maps them to [-1, 1] 
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 from torchvision import transforms
 
