@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.ganexp-installed
 ARGS ?=
 
-.PHONY: install train test test-slow bench lint clean
+.PHONY: install train test test-slow bench bench-eval clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_train.py
+
+bench-eval: $(STAMP)
+	$(PY) scripts/bench_eval.py
 
 clean:
 	rm -rf $(VENV) outputs/train outputs/sweeps .pytest_cache

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+from rich.markup import escape
 
 from ganexp import schema  # noqa: F401  (registers the typed schema before composition)
 from ganexp.errors import GanexpError
@@ -29,7 +30,7 @@ commands:
 
 
 def _fail(e: GanexpError) -> None:
-    console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 

@@ -114,3 +114,11 @@ def test_bad_values_fail_with_one_line(override, message, tmp_path):
 def test_image_model_on_points_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="use model=mlp"):
         build_run(make_cfg(["dataset=ring8"], tmp_path))
+
+
+def test_experiment_presets_override_the_root_defaults():
+    cfg = make_cfg(["experiment=ring8_mlp"], tiny=False)
+    assert cfg.latent.dim == 2 and cfg.train.steps == 3000 and cfg.train.batch_size == 256
+    assert cfg.dataset._target_.endswith("toy.ring") and cfg.loss._target_.endswith("LSGAN")
+    # the command line still wins over the preset
+    assert make_cfg(["experiment=ring8_mlp", "train.steps=7"], tiny=False).train.steps == 7

@@ -112,3 +112,12 @@ def test_sample_cli_writes_next_to_the_run(trained, tmp_path):
     r = ganexp("sample", f"ckpt={trained}", "n=4", "device=cpu", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (trained / "samples" / "grid.png").is_file()
+
+
+def test_error_line_keeps_bracketed_hints(capsys):
+    from ganexp.cli import _fail
+
+    with pytest.raises(SystemExit) as e:
+        _fail(GanexpError("offline: use metrics=[fid_clf] or tricks=[r1]"))
+    assert e.value.code == 2
+    assert "error: offline: use metrics=[fid_clf] or tricks=[r1]" in capsys.readouterr().out
