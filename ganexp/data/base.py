@@ -112,7 +112,9 @@ class LoaderData:
             self._it = None
 
     def real_batches(self, n: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """``n`` samples streamed in batches (for metric statistics)."""
+        """``n`` samples streamed in batches (for metric statistics). Draws with the training batch
+        size when a stream is already open, so evaluation does not restart the worker pool."""
+        batch_size = self._batch or batch_size
         done = 0
         while done < n:
             x, y = self.sample(batch_size)
