@@ -45,6 +45,8 @@ def test_each_trick_composes_keyed_by_its_name_and_builds(name, cfg_factory):
     (["tricks=[gradient_penalty]", "loss=wgan_gp"], "gradient_penalty repeats the penalty loss=wgan_gp already has"),
     (["tricks=[weight_clip]", "loss=wgan"], "weight_clip repeats the clipping loss=wgan already does"),
     (["tricks=[ema]", "tricks.ema.decay=1.5"], "ema.decay must be in [0, 1), got 1.5"),
+    (["tricks=[checkpoint_swap,weight_clip,historical_averaging]"],
+     "list checkpoint_swap after weight_clip, historical_averaging: they act after D's step and would see the old D"),
     (["tricks=[latent_prior]", "tricks.latent_prior.prior=cube"], "latent_prior.prior must be one of normal, uniform, sphere"),
 ])
 def test_nonsense_combinations_fail_at_build_in_one_line(overrides, message, cfg_factory):

@@ -24,14 +24,14 @@ from tests.test_losses import Linear2D
 CPU = torch.device("cpu")
 
 
-def toy_run(G=None, D=None, loss=None, batch_size=8, d_steps=1, g_steps=1, dim=4):
+def toy_run(G=None, D=None, loss=None, batch_size=8, d_steps=1, g_steps=1, dim=4, tricks=()):
     """What a trick's setup reads from a Run, without data or optimizers."""
-    return SimpleNamespace(G=G, D=D, loss=loss or NSGAN(), device=CPU, latent=Latent(dim),
+    return SimpleNamespace(G=G, D=D, loss=loss or NSGAN(), device=CPU, latent=Latent(dim), tricks=list(tricks),
                            schedule=Schedule(100, batch_size, d_steps, g_steps))
 
 
 def set_up(trick, **run):
-    trick.setup(toy_run(**run))
+    trick.setup(toy_run(tricks=[trick], **run))
     return trick
 
 

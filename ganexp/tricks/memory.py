@@ -98,6 +98,9 @@ class CheckpointSwap(Hook):
 
     def setup(self, run) -> None:
         self.models, self.device = {"G": run.G, "D": run.D}, run.device
+        # the old D comes in after this hook's after_d_step: later ones would act on it, not on the current D
+        later = [t.name for t in run.tricks[run.tricks.index(self) + 1:] if type(t).after_d_step is not Hook.after_d_step]
+        require(not later, f"list checkpoint_swap after {', '.join(later)}: they act after D's step and would see the old D")
         self.d_steps, self.g_steps = run.schedule.d_steps, run.schedule.g_steps
 
     def _swap_in(self, who: str) -> None:
