@@ -93,7 +93,8 @@ class CheckpointSwap(Hook):
         self.rng = random.Random(seed)
         self.snapshots: list[dict[str, list[Tensor]]] = []
         self.swaps = 0
-        self._step, self._active, self._saved, self._wanted = -1, None, {}, ()
+        self._wanted = {"g": ("G",), "d": ("D",), "both": ("G", "D")}[swap]
+        self._step, self._active, self._saved = -1, None, {}
         self._d_done = self._g_done = 0
 
     def setup(self, run) -> None:
@@ -118,7 +119,6 @@ class CheckpointSwap(Hook):
             self._step, self._d_done, self._g_done = step, 0, 0
             swap = bool(self.snapshots) and self.rng.random() < self.prob
             self._active = self.rng.randrange(len(self.snapshots)) if swap else None
-            self._wanted = {"g": ("G",), "d": ("D",), "both": ("G", "D")}[self.swap]
             self.swaps += swap
         self._swap_in("G")  # D's fakes come from the old G
         return x, y
