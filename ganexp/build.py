@@ -131,11 +131,46 @@ def output_dir(cfg: DictConfig) -> Path:
         raise ConfigError("out_dir is not set and no Hydra run folder exists; pass out_dir=PATH") from None
 
 
+#: What a resumed run must share with its checkpoint: the models, the game and the data they learn.
+RESUME_KEYS = ("dataset", "generator", "discriminator", "loss", "conditional", "latent")
+#: Dataset settings that say where and how to read the data, not what it is: free to change on resume.
+RESUME_FREE = ("root", "download", "num_workers")
+
+
+def _first_diff(a: Any, b: Any, key: str) -> tuple[str, Any, Any]:
+    """The first key path where two config values differ, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in [*a, *(k for k in b if k not in a)]:
+            if a.get(k) != b.get(k):
+                return _first_diff(a.get(k), b.get(k), f"{key}.{k}")
+    return key, a, b
+
+
+def check_resume(cfg: DictConfig, saved: dict[str, Any]) -> None:
+    """A resumed run continues the same experiment: one line naming what differs, not a silent switch
+    (optimizer settings, train.* and trick settings may change; the set of tricks may not)."""
+    now = OmegaConf.to_container(cfg, resolve=True)
+    now, saved = ({**c, "dataset": {k: v for k, v in (c.get("dataset") or {}).items() if k not in RESUME_FREE}}
+                  for c in (now, saved))
+    diff = [k for k in RESUME_KEYS if k in saved and now.get(k) != saved[k]]
+    if list(now.get("tricks") or {}) != list(saved.get("tricks") or {}):
+        diff.append("tricks")
+    if diff:
+        k = diff[0]
+        where, was, is_ = _first_diff(saved.get(k), now.get(k), k)
+        if k == "tricks":
+            where, was, is_ = k, list(saved.get(k) or {}), list(now.get(k) or {})
+        raise ConfigError(f"the checkpoint does not fit this config: {', '.join(diff)} differ{'' if len(diff) > 1 else 's'} "
+                          f"({where}: checkpoint {was}, now {is_}); resume with the run's own options or start a new run")
+
+
 def build_run(cfg: DictConfig) -> Run:
     validate(cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     state = checkpoint.load(cfg.resume) if cfg.resume else None
+    if state is not None:
+        check_resume(cfg, state["config"])
     out_dir = checkpoint.resolve(cfg.resume).parent.parent if cfg.resume else output_dir(cfg)
 
     data = _make(cfg.dataset, "dataset").to(device)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
 from ganexp import schema  # noqa: F401  (registers the typed schema before composition)
@@ -63,14 +63,32 @@ def sample_main(cfg: DictConfig) -> None:
 COMMANDS = {"train": train_main, "sample": sample_main}
 
 
-def _resume_run_dir(args: list[str]) -> list[str]:
-    """A resumed run writes into its own folder: point hydra.run.dir there."""
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _resume_args(args: list[str]) -> list[str]:
+    """A resumed run writes into its own folder (hydra.run.dir) and starts from the overrides it was
+    launched with (its .hydra/overrides.yaml), so `resume=RUN train.steps=N` continues the same
+    experiment; overrides given now replace those of the same key. Hydra's record of the resume goes
+    to .hydra/resume_<time>/, so a resume that fails cannot overwrite the launch record."""
+    given = {_key(a) for a in args}
     for a in args:
-        if a.startswith("resume=") and a != "resume=null" and not any(x.startswith("hydra.run.dir=") for x in args):
+        if a.startswith("resume=") and a != "resume=null":
             p = Path(a.split("=", 1)[1]).expanduser()
             run_dir = p if p.is_dir() else p.parent.parent
-            if run_dir.is_dir():
-                return [*args, f"hydra.run.dir={run_dir}"]
+            if not run_dir.is_dir():
+                return args
+            recorded = run_dir / ".hydra" / "overrides.yaml"
+            try:
+                earlier = list(OmegaConf.load(recorded)) if recorded.is_file() else []
+            except Exception:  # unreadable: build_run still refuses a checkpoint that does not fit
+                earlier = []
+            kept = [o for o in earlier if _key(o) not in given and _key(o) not in ("resume", "out_dir")]
+            here = [] if "hydra.run.dir" in given else [f"hydra.run.dir={run_dir}"]
+            # the launch record in .hydra/ stays as it was; each resume records itself beside it
+            here += [] if "hydra.output_subdir" in given else ["hydra.output_subdir=.hydra/resume_${now:%Y-%m-%d_%H-%M-%S}"]
+            return [*kept, *here, *args]  # before any --flag: argparse takes overrides in one run
     return args
 
 
@@ -91,6 +109,6 @@ def main() -> None:
         print(f"error: unknown command '{cmd}'; choose one of {', '.join(sorted(COMMANDS))} (ganexp --help)", file=sys.stderr)
         sys.exit(2)
     if cmd == "train":
-        rest = _resume_run_dir(rest)
+        rest = _resume_args(rest)
     sys.argv = [f"ganexp {cmd}", *rest]
     COMMANDS[cmd]()

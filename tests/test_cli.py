@@ -63,6 +63,24 @@ def test_sweep_makes_one_folder_per_run(tmp_path):
         assert "loss/d" in read_events(tmp_path / "sweep" / name).Tags()["scalars"]
 
 
+def test_resume_continues_the_run_with_its_own_options(tmp_path):
+    """`resume=RUN train.steps=N` keeps the options the run was launched with; a refused resume
+    leaves the run's launch record (.hydra/) as it was."""
+    r = ganexp("train", "loss=lsgan", "model=mlp", *TINY, "hydra.run.dir=run", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    record = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    bad = ganexp("train", "resume=run", "train.steps=8", "loss=hinge", cwd=tmp_path)
+    assert bad.returncode == 2 and "loss differs" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").read_text() == record
+    ok = ganexp("train", "resume=run", "train.steps=8", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "resumed from step 4" in ok.stdout
+    assert [e.step for e in read_events(tmp_path / "run").Scalars("loss/g")] == [2, 4, 6, 8]
+    records = [p.read_text() for p in (tmp_path / "run" / ".hydra").glob("resume_*/overrides.yaml")]
+    assert any("loss=lsgan" in t and "model=mlp" in t and "loss=hinge" not in t for t in records), records
+    assert ganexp("train", "resume=run", "train.steps=8", cwd=tmp_path).returncode == 2  # already at step 8
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")

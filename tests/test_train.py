@@ -7,7 +7,7 @@ import torch
 from ganexp import checkpoint
 from ganexp.build import build_run
 from ganexp.engine import train
-from ganexp.errors import CheckpointError, GanexpError, TrainingDiverged
+from ganexp.errors import CheckpointError, ConfigError, GanexpError, TrainingDiverged
 from tests.conftest import make_cfg, read_events
 
 LOSSES = ["gan", "nsgan", "lsgan", "lsgan_pearson", "wgan", "wgan_gp", "hinge"]
@@ -92,8 +92,28 @@ def test_missing_and_corrupt_checkpoints_fail_in_one_line(tmp_path):
 
 def test_checkpoint_of_other_models_is_refused(tmp_path):
     train(build_run(make_cfg([], tmp_path / "dcgan")))
-    with pytest.raises(GanexpError, match="does not fit"):
+    with pytest.raises(GanexpError, match="does not fit this config: generator, discriminator differ"):
         train(build_run(make_cfg(["model=mlp", "train.steps=8", f"resume={tmp_path / 'dcgan'}"], tmp_path)))
+
+
+def test_resume_refuses_a_different_game_but_takes_new_schedules(tmp_path):
+    """A resumed run may change learning rates, train.* and trick settings, not the models, loss or data."""
+    train(build_run(make_cfg(["loss=lsgan", "tricks=[instance_noise]"], tmp_path / "run")))
+    resume = f"resume={tmp_path / 'run'}"
+    for overrides, message in [
+        (["loss=lsgan", "loss.a=-1", "tricks=[instance_noise]"], r"loss differs \(loss.a: checkpoint 0.0, now -1"),
+        (["loss=nsgan", "tricks=[instance_noise]"], "loss differs"),
+        (["loss=lsgan"], r"tricks differs \(tricks: checkpoint \['instance_noise'\], now \[\]\)"),
+        (["loss=lsgan", "tricks=[instance_noise]", "latent.dim=8"], "generator, latent differ"),
+        (["loss=lsgan", "tricks=[instance_noise]", "dataset=sklearn_digits"], "dataset differs"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as e:
+            build_run(make_cfg([*overrides, "train.steps=8", resume], tmp_path / "x"))
+        assert "\n" not in str(e.value)
+    run = build_run(make_cfg(["loss=lsgan", "tricks=[instance_noise]", "tricks.instance_noise.std=0.5",
+                              "optimizer.d.lr=1e-4", "train.steps=8", resume], tmp_path / "x"))
+    assert run.opt_d.param_groups[0]["lr"] == 1e-4
+    assert train(run)["step"] == 8
 
 
 def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path):
