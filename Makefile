@@ -28,10 +28,10 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
 bench: $(STAMP)
-	$(PY) scripts/bench_train.py
+	$(PY) scripts/bench_train.py $(ARGS)
 
 bench-eval: $(STAMP)
-	$(PY) scripts/bench_eval.py
+	$(PY) scripts/bench_eval.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs/train outputs/sweeps .pytest_cache

@@ -49,6 +49,10 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+#: train.amp -> autocast dtype.
+AMP = {"none": None, "bf16": torch.bfloat16}
+
+
 def validate(cfg: DictConfig) -> None:
     """Range checks the typed schema cannot express; each failure is one line naming the key."""
     checks = [
@@ -63,6 +67,8 @@ def validate(cfg: DictConfig) -> None:
         (cfg.train.ckpt_every >= 0, f"train.ckpt_every must be >= 0, got {cfg.train.ckpt_every}"),
         (cfg.train.num_fixed >= 1, f"train.num_fixed must be >= 1, got {cfg.train.num_fixed}"),
         (cfg.latent.dim >= 1, f"latent.dim must be >= 1, got {cfg.latent.dim}"),
+        (cfg.train.amp in AMP, f"train.amp must be one of {', '.join(AMP)}, got '{cfg.train.amp}'"
+                               + ("; fp16 needs loss scaling that ganexp does not do: use bf16" if cfg.train.amp == "fp16" else "")),
     ]
     for ok, msg in checks:
         if not ok:
@@ -187,7 +193,7 @@ def build_run(cfg: DictConfig) -> Run:
         fixed_z=torch.empty(0), fixed_y=None, out_dir=out_dir, device=device,
         monitor=Monitor(out_dir, sch.steps, sch.log_every), seed=cfg.seed,
         config=OmegaConf.to_container(cfg, resolve=True), hparams=_hparams(cfg), resume_state=state,
-        evaluators=evaluators, best_metric=best,
+        evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile,
     )
     for h in [loss, *tricks]:
         h.setup(run)

@@ -44,44 +44,60 @@ class Sampler:
                               for i in range(0, len(z), self.batch_size)])
 
 
-def _step(run: Run, hooks: HookSet, step: int, reuse: bool) -> dict[str, Tensor]:
+class Players:
+    """The callables of the adversarial forwards: G and D themselves, or their ``torch.compile``
+    wrappers (which share the parameters). Penalties, sampling and checkpoints use the plain modules."""
+
+    def __init__(self, run: Run):
+        self.G, self.D = (torch.compile(run.G), torch.compile(run.D)) if run.compile else (run.G, run.D)
+        self.amp = run.amp
+        self.device_type = run.device.type
+
+    def autocast(self):
+        """Forward passes and losses under autocast (bf16) when asked; backward runs outside it."""
+        return torch.autocast(self.device_type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None)
+
+
+def _step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) -> dict[str, Tensor]:
     """One generator step preceded by ``d_steps`` discriminator steps."""
-    G, D, sch, latent, loss = run.G, run.D, run.schedule, run.latent, run.loss
+    G, D, sch, latent, loss = players.G, players.D, run.schedule, run.latent, run.loss
     B, device = sch.batch_size, run.device
     fake = y_fake = None
     for i in range(sch.d_steps):
         real, y_real = hooks.on_real(*run.data.sample(B), step)
         z, y_fake = latent.sample(B)
         keep_graph = reuse and i == sch.d_steps - 1  # this forward is reused for the G step
-        with torch.set_grad_enabled(keep_graph):
-            fake = G(z, y_fake)
-        fake_d, y_fake_d = hooks.on_fake(fake.detach(), y_fake, step)
-        d_real = D(hooks.on_d_input(real, step), y_real)
-        d_fake = D(hooks.on_d_input(fake_d, step), y_fake_d)
-        t = loss.targets(B, device)
-        t = hooks.on_targets(t, step) if t is not None else None
-        ctx = StepContext(step, G, D, real, y_real, fake_d, y_fake_d, d_real, d_fake)
-        d_loss = hooks.on_d_loss(loss.d_loss(d_real, d_fake, t), ctx)
+        with players.autocast():
+            with torch.set_grad_enabled(keep_graph):
+                fake = G(z, y_fake)
+            fake_d, y_fake_d = hooks.on_fake(fake.detach(), y_fake, step)
+            d_real = D(hooks.on_d_input(real, step), y_real).float()
+            d_fake = D(hooks.on_d_input(fake_d, step), y_fake_d).float()
+            t = loss.targets(B, device)
+            t = hooks.on_targets(t, step) if t is not None else None
+            ctx = StepContext(step, run.G, run.D, real, y_real, fake_d, y_fake_d, d_real, d_fake)
+            d_loss = hooks.on_d_loss(loss.d_loss(d_real, d_fake, t), ctx)
         run.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         run.opt_d.step()
         hooks.after_d_step(step)
 
-    D.requires_grad_(False)  # G's backward needs no D weight gradients
+    run.D.requires_grad_(False)  # G's backward needs no D weight gradients
     for j in range(sch.g_steps):
-        if j > 0 or not reuse:
-            z, y_fake = latent.sample(B)
-            fake = G(z, y_fake)
-        d_fake_g = D(hooks.on_d_input(fake, step), y_fake)
-        t = loss.targets(B, device)
-        t = hooks.on_targets(t, step) if t is not None else None
-        gctx = StepContext(step, G, D, real, y_real, fake, y_fake, None, d_fake_g, ctx.logs)
-        g_loss = hooks.on_g_loss(loss.g_loss(d_fake_g, t), gctx)
+        with players.autocast():
+            if j > 0 or not reuse:
+                z, y_fake = latent.sample(B)
+                fake = G(z, y_fake)
+            d_fake_g = D(hooks.on_d_input(fake, step), y_fake).float()
+            t = loss.targets(B, device)
+            t = hooks.on_targets(t, step) if t is not None else None
+            gctx = StepContext(step, run.G, run.D, real, y_real, fake, y_fake, None, d_fake_g, ctx.logs)
+            g_loss = hooks.on_g_loss(loss.g_loss(d_fake_g, t), gctx)
         run.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         run.opt_g.step()
         hooks.after_g_step(step)
-    D.requires_grad_(True)
+    run.D.requires_grad_(True)
 
     out = {"loss/d": d_loss.detach(), "loss/g": g_loss.detach(),
            "d/real": d_real.detach().mean(), "d/fake": d_fake.detach().mean()}
@@ -152,10 +168,11 @@ def train(run: Run) -> dict[str, float]:
         mon.message(f"resumed from step {start}")
     sampling_G = hooks.sampling_generator(run.G)
     sampler = Sampler(sampling_G, run.latent, max(sch.batch_size, 256))
+    players = Players(run)
     step = start
     try:
         while step < sch.steps:
-            logs = _step(run, hooks, step, reuse)
+            logs = _step(run, hooks, step, reuse, players)
             step += 1
             last = step == sch.steps
             if step % sch.log_every == 0 or last:

@@ -56,6 +56,10 @@ class Run:
     #: (metric name, "min" or "max") that picks ckpt/best.pt, or None.
     best_metric: tuple[str, str] | None = None
     resume_state: dict[str, Any] | None = None
+    #: Autocast dtype of the forward passes (torch.bfloat16) or None for full precision.
+    amp: torch.dtype | None = None
+    #: torch.compile G and D for the training step (penalties and sampling use the plain modules).
+    compile: bool = False
 
     @property
     def info(self) -> DataInfo:

@@ -39,6 +39,8 @@ class TrainLoop:
     sample_every: int = 500
     ckpt_every: int = 1000
     num_fixed: int = 64  # latents of the sample grid (points: of the scatter plot)
+    amp: str = "none"  # none | bf16: autocast of the forward passes
+    compile: bool = False  # torch.compile G and D for the training step
 
 
 @dataclass

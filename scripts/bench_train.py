@@ -2,8 +2,11 @@
 architecture, batch, optimizer and data, both measured in this one process.
 
     python scripts/bench_train.py [--steps 200] [--batch 64] [--device auto] [--dataset digits]
+                                  [--variants bf16,compile]
 
-Prints steps/s and the ratio engine / plain loop (1.0 = no overhead from ganexp).
+Prints steps/s and the ratio engine / plain loop (1.0 = no overhead from ganexp). --variants adds
+rows for `train.amp=bf16` and `train.compile=true` (a compiled run's rate includes its compile time:
+pass more --steps to see the steady state).
 """
 from __future__ import annotations
 
@@ -23,8 +26,11 @@ from ganexp.engine import train
 from ganexp.models import DCGANDiscriminator, DCGANGenerator
 
 
-def config(args, out_dir):
-    overrides = [f"device={args.device}", f"dataset={args.dataset}", "model=dcgan", "loss=nsgan", "optimizer=adam",
+VARIANTS = {"bf16": ["train.amp=bf16"], "compile": ["train.compile=true"]}
+
+
+def config(args, out_dir, extra=()):
+    overrides = [*extra, f"device={args.device}", f"dataset={args.dataset}", "model=dcgan", "loss=nsgan", "optimizer=adam",
                  f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"train.log_every={args.steps}",
                  "train.sample_every=0", "train.ckpt_every=0", f"out_dir={out_dir}"]
     with initialize_config_module("ganexp.conf", version_base="1.3"):
@@ -68,8 +74,8 @@ def plain_loop(run, cfg, steps: int) -> float:
     return steps / (time.perf_counter() - t)
 
 
-def engine(args, out_dir) -> tuple[float, object, object]:
-    cfg = config(args, out_dir)
+def engine(args, out_dir, extra=()) -> tuple[float, object, object]:
+    cfg = config(args, out_dir, extra)
     run = build_run(cfg)
     sync(run.device)
     t = time.perf_counter()
@@ -85,20 +91,30 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--rounds", type=int, default=3, help="alternate the two loops this often; report the best of each")
+    p.add_argument("--variants", default="", help=f"comma-separated extra rows: {', '.join(VARIANTS)}")
     args = p.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variant {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
     ganexp_rate = plain_rate = 0.0
+    extra_rates = dict.fromkeys(variants, 0.0)
     with tempfile.TemporaryDirectory() as tmp:
         engine(argparse.Namespace(**{**vars(args), "steps": 10}), f"{tmp}/warm")  # warm-up
         for r in range(args.rounds):
             rate, run, cfg = engine(args, f"{tmp}/{r}")
             ganexp_rate = max(ganexp_rate, rate)
             plain_rate = max(plain_rate, plain_loop(run, cfg, args.steps))
+            for v in variants:
+                extra_rates[v] = max(extra_rates[v], engine(args, f"{tmp}/{v}{r}", VARIANTS[v])[0])
     table = Table(title=f"DCGAN training on {args.dataset}, batch {args.batch}, {args.steps} steps, {run.device}, "
                         f"best of {args.rounds}")
     for col in ("loop", "steps/s", "ratio"):
         table.add_column(col, justify="right" if col != "loop" else "left")
     table.add_row("plain PyTorch loop (reference)", f"{plain_rate:.1f}", "1.00")
     table.add_row("ganexp train (whole run: logging, final checkpoint)", f"{ganexp_rate:.1f}", f"{ganexp_rate / plain_rate:.2f}")
+    for v, rate in extra_rates.items():
+        table.add_row(f"ganexp train {' '.join(VARIANTS[v])}", f"{rate:.1f}", f"{rate / plain_rate:.2f}")
     Console().print(table)
 
 

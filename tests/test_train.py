@@ -181,3 +181,44 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
     assert [ln.split()[1] for ln in lines] == ["2/4", "4/4"]
     assert "it/s" in lines[0] and "d=" in lines[0] and "g=" in lines[0]
+
+
+def _forward_dtypes(run):
+    """dtypes of the first layer outputs of G and D during training (not sampling)."""
+    seen = {"G": set(), "D": set()}
+    for name, m in (("G", run.G), ("D", run.D)):
+        layer = next(x for x in m.modules() if isinstance(x, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)))
+        layer.register_forward_hook(lambda mod, i, o, n=name: seen[n].add(o.dtype) if torch.is_grad_enabled() else None)
+    return seen
+
+
+@pytest.mark.parametrize("amp, dtype", [("none", torch.float32), ("bf16", torch.bfloat16)])
+def test_amp_runs_the_forwards_in_bf16_and_keeps_fp32_weights(amp, dtype, tmp_path):
+    run = build_run(make_cfg([f"train.amp={amp}", "loss=wgan_gp"], tmp_path))
+    seen = _forward_dtypes(run)
+    final = train(run)
+    assert seen == {"G": {dtype}, "D": {dtype}}
+    assert all(p.dtype == torch.float32 for p in [*run.G.parameters(), *run.D.parameters()])
+    assert all(torch.isfinite(torch.tensor(final[k])) for k in ("loss/d", "loss/g", "loss/gp"))
+    grid = read_events(run.out_dir).Images("samples/grid")
+    assert grid and grid[-1].step == 4
+
+
+def test_fp16_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="train.amp must be one of none, bf16, got 'fp16'; .* use bf16"):
+        build_run(make_cfg(["train.amp=fp16"], tmp_path))
+
+
+@pytest.mark.slow
+def test_compiled_run_trains_and_saves_plain_state_dicts(tmp_path):
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    run = build_run(make_cfg(["train.compile=true", "model=mlp", "loss=wgan_gp", "train.steps=6"], tmp_path))
+    g0 = [p.detach().clone() for p in run.G.parameters()]
+    final = train(run)
+    assert counters["stats"]["unique_graphs"] >= 2  # G and D went through dynamo
+    assert any(not torch.equal(a, b) for a, b in zip(g0, run.G.parameters()))
+    assert torch.isfinite(torch.tensor(final["loss/gp"]))
+    state = checkpoint.load(run.out_dir)
+    assert not any("_orig_mod" in k for k in state["G"]) and state["G"].keys() == run.G.state_dict().keys()
