@@ -22,7 +22,11 @@ def options(group: str) -> list[str]:
 def test_every_option_builds(group, tmp_path):
     for option in options(group):
         cfg = make_cfg([f"{group}={option}"], tmp_path / option)
-        run = build_run(cfg)
+        try:
+            run = build_run(cfg)
+        except DataError as e:  # presets on downloaded data (built on fake files in test_experiments.py)
+            assert group == "experiment" and "\n" not in str(e) and ("download" in str(e) or "pip install" in str(e)), (option, str(e))
+            continue
         assert isinstance(run.loss, Loss)
         z, y = run.latent.sample(2)
         assert run.G(z, y).shape[1:] == run.info.shape, (group, option)

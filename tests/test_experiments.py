@@ -1,0 +1,256 @@
+"""The presets in conf/experiment: each composes and builds, carries its paper's settings into the
+built run, and (offline ones) trains end to end; the sweep preset expands to one job per value."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from PIL import Image
+from torch.nn.utils import parametrize
+
+from ganexp.build import build_run
+from ganexp.engine import train
+from ganexp.errors import DataError
+from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge
+from tests.conftest import TINY, make_cfg, read_events
+from tests.test_cli import ENV, GANEXP
+from tests.test_data_torchvision import FIX, fake_lmdb, write_celeba, write_cifar
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+#: Presets on datasets that need files from the network (tested on small fakes in the real format).
+DOWNLOAD = {"dcgan_cifar10": "cifar10", "dcgan_celeba": "celeba", "dcgan_lsun": "lsun"}
+OFFLINE = [p for p in PRESETS if p not in DOWNLOAD]
+
+
+def fake_root(name: str, root: Path, monkeypatch) -> list[str]:
+    """Write a tiny copy of the preset's dataset under root; the overrides that read it."""
+    dataset = DOWNLOAD[name]
+    root.mkdir(parents=True)
+    if dataset == "cifar10":
+        write_cifar(root, monkeypatch=monkeypatch)
+    elif dataset == "celeba":
+        write_celeba(root, monkeypatch)
+    else:
+        buf = io.BytesIO()
+        Image.new("RGB", (80, 70), (128, 128, 128)).save(buf, "JPEG")
+        monkeypatch.setitem(sys.modules, "lmdb", fake_lmdb({b"a": buf.getvalue(), b"b": buf.getvalue()}))
+        monkeypatch.chdir(root)  # torchvision's LSUN writes a key cache into the working directory
+        (root / "bedroom_train_lmdb").mkdir()
+        (root / "bedroom_train_lmdb/data.mdb").write_bytes(b"")
+    return [f"dataset.root={root}"] + (["dataset.num_workers=0"] if dataset in ("celeba", "lsun") else [])
+
+
+def preset_run(name: str, tmp_path: Path, monkeypatch, *overrides: str):
+    extra = fake_root(name, tmp_path / "data", monkeypatch) if name in DOWNLOAD else []
+    return build_run(make_cfg([f"experiment={name}", *extra, *overrides], tmp_path / "run"))
+
+
+def test_the_expected_presets_exist():
+    assert {"grid25_mlp", "grid25_mlp_eval", "swiss_roll_wgan_gp", "iris_mlp", "digits_lsgan", "digits_wgan",
+            "digits_wgan_gp", "digits_cgan", "digits_sngan", "digits_improved", "digits_ganhacks",
+            "stacked_mnist_modes", "ring8_losses", *DOWNLOAD} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_each_preset_cites_a_paper_and_builds(name, tmp_path, monkeypatch):
+    text = (CONF / "experiment" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_\n# "), "first a package line, then what it reproduces"
+    assert any(str(y) in text for y in range(1936, 2030)), "the comment names the paper's year"
+    run = preset_run(name, tmp_path, monkeypatch)
+    z, y = run.latent.sample(2)
+    x = run.G(z, y)
+    assert x.shape[1:] == run.info.shape and run.D(x, y).shape == (2,)
+
+
+@pytest.mark.parametrize("name", sorted(DOWNLOAD))
+def test_download_presets_without_files_say_what_to_do(name, tmp_path, monkeypatch):
+    if DOWNLOAD[name] == "lsun":
+        monkeypatch.setitem(sys.modules, "lmdb", fake_lmdb({}))
+    with pytest.raises(DataError) as e:
+        build_run(make_cfg([f"experiment={name}", f"dataset.root={tmp_path}"], tmp_path / "run"))
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path) in msg
+    assert msg.endswith(FIX) or "download" in msg
+
+
+def adam(opt, lr, betas):
+    g = opt.param_groups[0]
+    return isinstance(opt, torch.optim.Adam) and g["lr"] == pytest.approx(lr) and tuple(g["betas"]) == pytest.approx(betas)
+
+
+def rmsprop(opt, lr):
+    return isinstance(opt, torch.optim.RMSprop) and opt.param_groups[0]["lr"] == pytest.approx(lr)
+
+
+def layers(module: nn.Module, kind) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, kind)]
+
+
+def widths(module: nn.Module) -> list[int]:
+    return [m.out_features for m in layers(module, nn.Linear)]
+
+
+def test_digits_wgan_is_arjovsky_et_al(tmp_path, monkeypatch):
+    run = preset_run("digits_wgan", tmp_path, monkeypatch)
+    assert type(run.loss) is WGAN and run.loss.clip == 0.01
+    assert rmsprop(run.opt_d, 5e-5) and rmsprop(run.opt_g, 5e-5)
+    assert run.schedule.d_steps == 5 and run.schedule.g_steps == 1 and run.info.shape == (1, 28, 28)
+    train(run)
+    assert int(next(iter(run.opt_d.state.values()))["step"]) == 5 * 4  # 5 critic steps per G step
+    assert max(p.abs().max().item() for p in run.D.parameters()) <= 0.01  # clipped after each one
+
+
+def test_digits_wgan_gp_is_gulrajani_et_al(tmp_path, monkeypatch):
+    run = preset_run("digits_wgan_gp", tmp_path, monkeypatch)
+    assert type(run.loss) is WGANGP and run.loss.gp_weight == 10.0
+    assert adam(run.opt_d, 1e-4, (0.0, 0.9)) and adam(run.opt_g, 1e-4, (0.0, 0.9)) and run.schedule.d_steps == 5
+    # layer norm (one group per sample), not batch norm: the penalty is per sample
+    assert not layers(run.D, nn.modules.batchnorm._BatchNorm) and all(m.num_groups == 1 for m in layers(run.D, nn.GroupNorm))
+    assert layers(run.D, nn.GroupNorm)
+
+
+def test_digits_lsgan_uses_the_0_1_coding_and_rmsprop(tmp_path, monkeypatch):
+    run = preset_run("digits_lsgan", tmp_path, monkeypatch)
+    t = run.loss.targets(2, run.device)
+    assert type(run.loss) is LSGAN and (t.real, t.fake, t.gen) == (1.0, 0.0, 1.0)
+    assert rmsprop(run.opt_d, 1e-4) and rmsprop(run.opt_g, 1e-4)
+    assert run.loss.d_loss(torch.ones(3), torch.zeros(3), t) == 0  # D's optimum for Eq. 9
+
+
+def test_digits_sngan_normalises_every_d_layer_with_hinge_and_ttur(tmp_path, monkeypatch):
+    run = preset_run("digits_sngan", tmp_path, monkeypatch)
+    assert type(run.loss) is Hinge and run.schedule.d_steps == 1
+    assert adam(run.opt_g, 1e-4, (0.0, 0.9)) and adam(run.opt_d, 4e-4, (0.0, 0.9))
+    weighted = layers(run.D, (nn.Conv2d, nn.Linear))
+    assert weighted and all(parametrize.is_parametrized(m, "weight") for m in weighted)
+    assert not layers(run.D, nn.modules.batchnorm._BatchNorm)
+    assert not any(parametrize.is_parametrized(m) for m in run.G.modules())
+
+
+def test_digits_improved_has_the_five_salimans_tricks(tmp_path, monkeypatch):
+    run = preset_run("digits_improved", tmp_path, monkeypatch)
+    assert type(run.loss) is NSGAN
+    assert [t.name for t in run.tricks] == ["feature_matching", "minibatch_discrimination", "historical_averaging",
+                                            "label_smoothing", "virtual_batch_norm"]
+    by = {t.name: t for t in run.tricks}
+    assert by["label_smoothing"].real_target == 0.9 and by["feature_matching"].replace is False
+    assert type(run.D.body[-1]).__name__ == "MinibatchDiscriminationLayer"
+    assert layers(run.G, nn.Module) and any(type(m).__name__ == "VirtualBatchNorm" for m in run.G.modules())
+
+
+def test_digits_ganhacks_has_its_tricks_and_layers(tmp_path, monkeypatch):
+    run = preset_run("digits_ganhacks", tmp_path, monkeypatch)
+    assert {t.name for t in run.tricks} == {"soft_labels", "label_flip", "experience_replay", "instance_noise", "g_dropout"}
+    assert layers(run.G, nn.PixelShuffle) and layers(run.D, nn.AvgPool2d)
+    z, y = run.latent.sample(2)
+    G = run.G.eval()
+    assert not torch.equal(G(z, y), G(z, y))  # dropout in G at sample time too (#17)
+    assert adam(run.opt_g, 2e-4, (0.5, 0.999)) and adam(run.opt_d, 2e-4, (0.5, 0.999))
+
+
+def test_digits_cgan_conditions_both_players_on_the_ten_digits(tmp_path, monkeypatch):
+    run = preset_run("digits_cgan", tmp_path, monkeypatch)
+    assert run.G.num_classes == run.D.num_classes == 10 and type(run.G).__name__ == "MLPGenerator"
+    z, y = run.latent.sample(4)
+    assert y is not None and run.fixed_y is not None and set(run.fixed_y.tolist()) == set(range(10))
+    G = run.G.eval()
+    assert not torch.allclose(G(z[:1].repeat(2, 1), torch.tensor([3, 7]))[0], G(z[:1].repeat(2, 1), torch.tensor([3, 7]))[1])
+
+
+def test_grid25_mlp_is_pacgans_setup(tmp_path, monkeypatch):
+    run = preset_run("grid25_mlp_eval", tmp_path, monkeypatch)
+    assert type(run.loss) is NSGAN and run.latent.dim == 2 and run.info.shape == (2,)
+    assert widths(run.G) == [400, 400, 400, 400, 2] and len(layers(run.G, nn.BatchNorm1d)) == 4
+    assert widths(run.D)[:3] == [200, 200, 200]
+    assert adam(run.opt_g, 1e-4, (0.8, 0.999)) and adam(run.opt_d, 1e-4, (0.8, 0.999))
+    assert len(run.data.centers) == 25 and run.data.std == 0.05
+    assert [type(e).__name__ for e in run.evaluators] == ["ModeCoverage", "KDEPlot"] and run.evaluators[0].n == 2500
+    assert run.best_metric == ("modes_reverse_kl", "min")
+    assert make_cfg(["experiment=grid25_mlp"], tiny=False).train.batch_size == 100
+
+
+def test_swiss_roll_wgan_gp_is_the_toy_code(tmp_path, monkeypatch):
+    run = preset_run("swiss_roll_wgan_gp", tmp_path, monkeypatch)
+    assert type(run.loss) is WGANGP and run.loss.gp_weight == 0.1 and run.schedule.d_steps == 5
+    assert widths(run.G) == [512, 512, 512, 2] and widths(run.D)[:3] == [512, 512, 512]
+    assert adam(run.opt_d, 1e-4, (0.5, 0.9)) and adam(run.opt_g, 1e-4, (0.5, 0.9))
+    assert run.info.name == "swiss_roll" and run.latent.dim == 2
+    assert make_cfg(["experiment=swiss_roll_wgan_gp"], tiny=False).train.batch_size == 256
+
+
+def test_iris_mlp_is_the_notes_minigan(tmp_path, monkeypatch):
+    run = preset_run("iris_mlp", tmp_path, monkeypatch)
+    assert type(run.loss) is GAN  # the saturating minimax loss, as the notes' code
+    assert widths(run.G) == [25, 25, 2] and widths(run.D)[:2] == [25, 25] and layers(run.G, nn.ReLU)
+    assert adam(run.opt_g, 1e-4, (0.9, 0.999)) and adam(run.opt_d, 2e-4, (0.9, 0.999))
+    assert run.info.name == "iris" and len(run.data) == 150
+    assert [type(e).__name__ for e in run.evaluators] == ["KDEPlot"]
+
+
+def test_stacked_mnist_has_1000_modes_offline_and_counts_them(tmp_path, monkeypatch):
+    run = preset_run("stacked_mnist_modes", tmp_path, monkeypatch)
+    assert run.info.shape == (3, 28, 28) and run.info.num_classes == 1000 and run.latent.dim == 100
+    assert [type(e).__name__ for e in run.evaluators] == ["StackedModes"] and run.evaluators[0].n == 26_000
+    assert adam(run.opt_g, 2e-4, (0.5, 0.999)) and run.best_metric == ("stacked_modes", "max")
+    assert make_cfg(["experiment=stacked_mnist_modes"], tiny=False).dataset.source == "digits"
+
+
+@pytest.mark.parametrize("name, resolution, batch", [("dcgan_cifar10", 32, 128), ("dcgan_celeba", 64, 128),
+                                                     ("dcgan_lsun", 64, 128)])
+def test_dcgan_presets_are_radford_et_al(name, resolution, batch, tmp_path, monkeypatch):
+    run = preset_run(name, tmp_path, monkeypatch)
+    assert run.info.shape == (3, resolution, resolution) and type(run.loss) is NSGAN and run.latent.dim == 100
+    first = layers(run.G, nn.ConvTranspose2d)[0]
+    assert first.out_channels == 64 * 2 ** (int(math.log2(resolution)) - 3)  # 512 at 64x64: G 100-512-...-64-3
+    assert layers(run.D, nn.Conv2d)[0].out_channels == 64
+    assert adam(run.opt_g, 2e-4, (0.5, 0.999)) and adam(run.opt_d, 2e-4, (0.5, 0.999))
+    assert make_cfg([f"experiment={name}"], tiny=False).train.batch_size == batch
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_offline_presets_train_end_to_end(name, tmp_path, monkeypatch):
+    # classifier metrics (stacked modes, fid_clf) first train a digit classifier: too slow for this suite
+    slow = {"stacked_mnist_modes", "digits_mlp_eval"}
+    extra = ["metrics=[]"] if name in slow else ["eval.num_samples=64"]
+    run = preset_run(name, tmp_path, monkeypatch, *extra)
+    g0 = [p.detach().clone() for p in run.G.parameters()]
+    final = train(run)
+    assert final["step"] == 4 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])
+    assert json.loads((run.out_dir / "metrics.json").read_text())["step"] == 4
+    assert any(not torch.equal(a, b) for a, b in zip(g0, run.G.parameters()))
+    if any(type(e).__name__ == "ModeCoverage" for e in run.evaluators):
+        assert 0 <= final["metrics/modes"] <= len(run.data.centers)
+
+
+def test_ring8_losses_carries_its_own_sweep():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ganexp.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=ring8_losses"], return_hydra_config=True)
+    assert dict(cfg.hydra.sweeper.params) == {"loss": "gan,lsgan,wgan_gp"}
+    assert cfg.dataset._target_.endswith("toy.ring") and "modes" in cfg.eval.metrics
+    # without -m it is one run of ring8_mlp_eval
+    assert cfg.loss._target_.endswith("LSGAN")
+
+
+@pytest.mark.slow
+def test_ring8_losses_sweep_runs_one_job_per_loss(tmp_path):
+    r = subprocess.run([GANEXP, "train", "-m", "experiment=ring8_losses", *TINY, "eval.num_samples=64",
+                        "hydra.sweep.dir=sweep"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert len(runs) == 3 and all("experiment=ring8_losses" in n for n in runs)
+    losses = {n.split("loss=")[1].split(",")[0]: n for n in runs}
+    assert set(losses) == {"gan", "lsgan", "wgan_gp"}
+    targets = {"gan": "losses.GAN", "lsgan": "losses.LSGAN", "wgan_gp": "losses.WGANGP"}
+    for loss, n in losses.items():
+        assert f"_target_: ganexp.{targets[loss]}\n" in (tmp_path / "sweep" / n / ".hydra" / "config.yaml").read_text()
+        assert "metrics/modes" in read_events(tmp_path / "sweep" / n).Tags()["scalars"]
