@@ -1,4 +1,4 @@
-"""`ganexp sample`: grids, latent interpolation, truncated samples and latent arithmetic."""
+"""`ganexp sample`: grids, latent interpolation, truncated samples, latent arithmetic and steering walks."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +13,9 @@ from ganexp.build import load_generator
 from ganexp.errors import ConfigError
 from ganexp.monitor import image_grid, scatter_figure
 from ganexp.sampling import interpolate, truncate
+from ganexp.steer import walk
 
-MODES = ("grid", "interp", "truncation", "arith")
+MODES = ("grid", "interp", "truncation", "arith", "steer")
 
 
 def latents(cfg: DictConfig, latent) -> tuple[torch.Tensor, int]:
@@ -38,18 +39,26 @@ def latents(cfg: DictConfig, latent) -> tuple[torch.Tensor, int]:
 
 def sample(cfg: DictConfig) -> Path:
     G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
-    z, nrow = latents(cfg, latent)
+    run_dir = checkpoint.resolve(cfg.ckpt).parent.parent
+    if latent.num_classes and cfg.label is not None and not 0 <= cfg.label < latent.num_classes:
+        raise ConfigError(f"label must be in 0..{latent.num_classes - 1}, got {cfg.label}")
+    if cfg.out and Path(cfg.out).suffix.lower() not in (".png", ".npy", ".pt"):  # before any learning
+        raise ConfigError(f"out must end in .png, .npy or .pt, got '{Path(cfg.out).name}'")
+    name = cfg.mode
+    if cfg.mode == "steer":  # learns a direction first (needs gradients: outside inference_mode)
+        z, nrow, name = walk(cfg, G, latent, state, run_dir)
+    else:
+        z, nrow = latents(cfg, latent)
+    # interp, arith and steer rows are one path each: one class per row, not one per image
+    per_label = nrow if cfg.mode in ("interp", "arith", "steer") else 1
     z = z.to(latent.device)
     y = None
     if latent.num_classes:
-        if cfg.label is not None and not 0 <= cfg.label < latent.num_classes:
-            raise ConfigError(f"label must be in 0..{latent.num_classes - 1}, got {cfg.label}")
-        y = (torch.full((len(z),), cfg.label) if cfg.label is not None else torch.arange(len(z)) % latent.num_classes).to(latent.device)
+        y = (torch.full((len(z),), cfg.label) if cfg.label is not None else torch.arange(len(z)) // per_label % latent.num_classes).to(latent.device)
     with torch.inference_mode():
         x = torch.cat([G(z[i:i + 256], None if y is None else y[i:i + 256]) for i in range(0, len(z), 256)]).cpu()
 
-    run_dir = checkpoint.resolve(cfg.ckpt).parent.parent
-    out = Path(cfg.out) if cfg.out else run_dir / "samples" / f"{cfg.mode}.png"
+    out = Path(cfg.out) if cfg.out else run_dir / "samples" / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
     if suffix == ".pt":
@@ -57,11 +66,8 @@ def sample(cfg: DictConfig) -> Path:
     elif suffix == ".npy":
         arr = x if x.dim() == 2 else ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         np.save(out, arr.numpy())
-    elif suffix == ".png":
-        if x.dim() == 2:
-            scatter_figure(x).savefig(out)
-        else:
-            save_image(image_grid(x, nrow), out)
+    elif x.dim() == 2:  # .png (the suffix was checked above)
+        scatter_figure(x).savefig(out)
     else:
-        raise ConfigError(f"out must end in .png, .npy or .pt, got '{out.name}'")
+        save_image(image_grid(x, nrow), out)
     return out
