@@ -152,13 +152,21 @@ def _first_diff(a: Any, b: Any, key: str) -> tuple[str, Any, Any]:
     return key, a, b
 
 
+def _known(now: Any, saved: Any) -> Any:
+    """``now`` restricted to the keys the checkpoint's config has: options added to ganexp after
+    the run was saved do not block resuming it (a real change still fails to load its weights)."""
+    if isinstance(now, dict) and isinstance(saved, dict):
+        return {k: _known(v, saved[k]) for k, v in now.items() if k in saved}
+    return now
+
+
 def check_resume(cfg: DictConfig, saved: dict[str, Any]) -> None:
     """A resumed run continues the same experiment: one line naming what differs, not a silent switch
     (optimizer settings, train.* and trick settings may change; the set of tricks may not)."""
     now = OmegaConf.to_container(cfg, resolve=True)
     now, saved = ({**c, "dataset": {k: v for k, v in (c.get("dataset") or {}).items() if k not in RESUME_FREE}}
                   for c in (now, saved))
-    diff = [k for k in RESUME_KEYS if k in saved and now.get(k) != saved[k]]
+    diff = [k for k in RESUME_KEYS if k in saved and _known(now.get(k), saved[k]) != saved[k]]
     if list(now.get("tricks") or {}) != list(saved.get("tricks") or {}):
         diff.append("tricks")
     if diff:

@@ -116,6 +116,18 @@ def test_resume_refuses_a_different_game_but_takes_new_schedules(tmp_path):
     assert train(run)["step"] == 8
 
 
+def test_runs_saved_before_an_option_existed_still_resume(tmp_path):
+    """Options added to ganexp after a run was saved are not 'differences' (they are absent from its config)."""
+    train(build_run(make_cfg([], tmp_path / "run")))
+    path = tmp_path / "run" / "ckpt" / "last.pt"
+    state = checkpoint.load(path)
+    del state["config"]["generator"]["cond"], state["config"]["dataset"]["binarize"]
+    checkpoint.save(path, state)
+    assert train(build_run(make_cfg(["train.steps=6", f"resume={tmp_path / 'run'}"], tmp_path / "x")))["step"] == 6
+    with pytest.raises(ConfigError, match=r"generator differs \(generator.ngf"):
+        build_run(make_cfg(["train.steps=8", "generator.ngf=8", f"resume={tmp_path / 'run'}"], tmp_path / "x"))
+
+
 def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path):
     run = build_run(make_cfg(["dataset=ring8", "model=mlp", "latent.dim=2"], tmp_path))
     train(run)
