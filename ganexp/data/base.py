@@ -1,8 +1,9 @@
 """The two shapes a dataset takes in the engine: tensors held on the device, or a stream."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator
+import functools
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -16,6 +17,7 @@ class DataInfo:
     shape: tuple[int, ...]
     num_classes: int = 0
     name: str = ""
+    binary: bool = False  # pixels thresholded to {-1, 1} (dataset.binarize=true)
 
     @property
     def channels(self) -> int:
@@ -26,16 +28,43 @@ class DataInfo:
         return self.shape[-1] if self.kind == "image" else 0
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "shape": list(self.shape), "num_classes": self.num_classes, "name": self.name}
+        d = {"kind": self.kind, "shape": list(self.shape), "num_classes": self.num_classes, "name": self.name}
+        # only when set, so the fingerprints (metric caches) of continuous data stay as they were
+        return (d | {"binary": True}) if self.binary else d
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataInfo":
-        return cls(d["kind"], tuple(d["shape"]), d.get("num_classes", 0), d.get("name", ""))
+        return cls(d["kind"], tuple(d["shape"]), d.get("num_classes", 0), d.get("name", ""), d.get("binary", False))
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] (the generator ends in tanh)."""
     return x.float().div_(127.5).sub_(1.0)
+
+
+def binarize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels thresholded at mid-grey to 0 or 255, i.e. -1 or 1 after ``to_unit_range``."""
+    return (x >= 128).to(torch.uint8).mul_(255)
+
+
+def _binary_info(info: DataInfo) -> DataInfo:
+    if info.kind != "image":
+        from ganexp.errors import ConfigError
+
+        raise ConfigError(f"dataset.binarize=true needs an image dataset; '{info.name}' is {info.kind}")
+    return replace(info, binary=True)
+
+
+def binarizable(factory: Callable) -> Callable:
+    """Gives an image dataset factory the ``binarize`` option (``dataset.binarize=true``): pixels
+    thresholded to {-1, 1}, the discrete data for ``generator.output=relaxed_bernoulli``."""
+
+    @functools.wraps(factory)
+    def make(*args, binarize: bool = False, **kwargs):
+        data = factory(*args, **kwargs)
+        return data.binarize() if binarize else data
+
+    return make
 
 
 class TensorData:
@@ -51,6 +80,12 @@ class TensorData:
 
             raise DataError(f"dataset '{info.name}' is empty")
         self.x, self.y, self.info = x, y, info
+
+    def binarize(self) -> "TensorData":
+        """Threshold the stored pixels once, so every reader (training, metrics, caches) sees binary data."""
+        self.info = _binary_info(self.info)
+        self.x = binarize_uint8(self.x) if self.x.dtype == torch.uint8 else torch.where(self.x > 0, 1.0, -1.0)
+        return self
 
     def to(self, device: torch.device) -> "TensorData":
         self.x = self.x.to(device)
@@ -92,6 +127,11 @@ class LoaderData:
         self._it: Iterator | None = None
         self._batch = 0
 
+    def binarize(self) -> "LoaderData":
+        """Threshold each streamed batch (see ``TensorData.binarize``)."""
+        self.info = _binary_info(self.info)
+        return self
+
     def to(self, device: torch.device) -> "LoaderData":
         self.device = device
         return self
@@ -128,6 +168,8 @@ class LoaderData:
             self._it, self._batch = _forever(self._loader(n)), n
         x, y = next(self._it)
         x = x.to(self.device, non_blocking=True)
+        if self.info.binary:
+            x = binarize_uint8(x) if x.dtype == torch.uint8 else torch.where(x > 0, 1.0, -1.0)
         x = to_unit_range(x) if x.dtype == torch.uint8 else x
         y = y.to(self.device, non_blocking=True) if self.info.num_classes else None
         return x, y

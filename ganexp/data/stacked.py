@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ganexp.data.base import DataInfo, TensorData
+from ganexp.data.base import DataInfo, TensorData, binarizable
 from ganexp.errors import ConfigError
 
 SOURCES = ("digits", "sklearn_digits", "mnist")
@@ -38,6 +38,7 @@ def stack(x: torch.Tensor, y: torch.Tensor, num_samples: int, seed: int) -> tupl
     return x[idx].squeeze(2), (y[idx] * torch.tensor([100, 10, 1])).sum(1)
 
 
+@binarizable
 def stacked_mnist(source: str = "digits", num_samples: int = 60_000, seed: int = 0, resolution: int = 28,
                   root: str = "~/.cache/ganexp/data", download: bool = False, name: str = "stacked_mnist") -> TensorData:
     """``num_samples`` stacked images (deterministic by ``seed``) from the digit ``source``; 1,000 classes."""

@@ -12,7 +12,7 @@ import importlib.util
 
 from torchvision import transforms
 
-from ganexp.data.base import DataInfo, LoaderData
+from ganexp.data.base import DataInfo, LoaderData, binarizable
 from ganexp.data.fetch import data_root, open_torchvision
 from ganexp.errors import ConfigError, DataError
 
@@ -48,6 +48,7 @@ class PickAttribute:
         return 0 if self.index is None else int(attr[self.index])
 
 
+@binarizable
 def celeba(root: str = "~/.cache/ganexp/data", download: bool = False, split: str = "all", resolution: int = 64,
            crop: int | None = None, attribute: str | None = None, num_workers: int = 4, name: str = "celeba") -> LoaderData:
     """CelebA through torchvision: ``root/celeba/img_align_celeba/*.jpg`` and its ``list_*.txt`` files.
@@ -72,6 +73,7 @@ LSUN_CATEGORIES = ("bedroom", "bridge", "church_outdoor", "classroom", "conferen
                    "kitchen", "living_room", "restaurant", "tower")
 
 
+@binarizable
 def lsun(root: str = "~/.cache/ganexp/data", category: str | list[str] = "bedroom", split: str = "train",
          resolution: int = 64, num_workers: int = 4, name: str = "lsun") -> LoaderData:
     """LSUN through torchvision: one LMDB folder ``root/<category>_<split>_lmdb`` per category; several

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganexp.data.base import DataInfo, TensorData
+from ganexp.data.base import DataInfo, TensorData, binarizable
 from ganexp.data.digits import resize_uint8
 from ganexp.data.fetch import data_root, open_torchvision
 from ganexp.errors import ConfigError
@@ -40,18 +40,21 @@ def _idx_set(cls_name: str, name: str, root, download, split, resolution) -> Ten
     return TensorData(resize_uint8(x, resolution), y, DataInfo("image", (1, resolution, resolution), 10, name))
 
 
+@binarizable
 def mnist(root: str = "~/.cache/ganexp/data", download: bool = False, split: str = "train", resolution: int = 28,
           name: str = "mnist") -> TensorData:
     """MNIST through torchvision: files under ``root/MNIST/raw``."""
     return _idx_set("MNIST", name, root, download, split, resolution)
 
 
+@binarizable
 def fashion_mnist(root: str = "~/.cache/ganexp/data", download: bool = False, split: str = "train",
                   resolution: int = 28, name: str = "fashion_mnist") -> TensorData:
     """Fashion-MNIST through torchvision: files under ``root/FashionMNIST/raw``."""
     return _idx_set("FashionMNIST", name, root, download, split, resolution)
 
 
+@binarizable
 def cifar10(root: str = "~/.cache/ganexp/data", download: bool = False, split: str = "train", resolution: int = 32,
             name: str = "cifar10") -> TensorData:
     """CIFAR-10 through torchvision: python batches under ``root/cifar-10-batches-py`` (md5-checked)."""

@@ -1,13 +1,31 @@
 """Shared shape of generators and discriminators, so tricks can reach into any model.
 
-G(z, y) -> x.  D(x, y) = head(features(x)) [+ projection of y onto the features]:
+G(z, y) -> x.  D(x, y) = head(features(x, y)) [+ projection of y onto the features]:
 tricks that add layers to D (minibatch discrimination, minibatch stddev) or need its
 features (feature matching) work on ``D.body`` / ``D.features`` / ``D.head`` alone.
+
+Conditioning (``conditional=true``): G sees [z, embed(y)] (``cond: embed``) or [z, onehot(y)]
+(``cond: onehot``, Mirza & Osindero 2014); D adds <embed(y), features> (``cond: projection``,
+Miyato & Koyama 2018) or sees onehot(y) concatenated to its input (``cond: concat``, Mirza &
+Osindero 2014), as constant channels for images and appended to the flat input for an MLP.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ganexp.errors import ConfigError
+
+G_COND = ("embed", "onehot")
+D_COND = ("projection", "concat")
+OUTPUTS = ("tanh", "relaxed_bernoulli")
+
+
+def choose(value: str, allowed: tuple[str, ...], key: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"unknown {key} '{value}'; choose one of {', '.join(allowed)}")
+    return value
 
 
 def dcgan_init_(module: nn.Module) -> None:
@@ -22,49 +40,102 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class Generator(nn.Module):
-    """``body`` maps the latent input (z, with a learned class embedding appended when
-    conditional, Mirza & Osindero 2014) to a sample."""
+class RelaxedBernoulli(nn.Module):
+    """Binary pixels in [-1, 1] from logits l: the Concrete / Gumbel-softmax relaxation of a
+    Bernoulli (the binary Concrete of Maddison et al. 2017; Jang et al. 2017). In training,
+    x = 2 sigmoid((l + log u - log(1 - u)) / temperature) - 1 with u ~ U(0, 1), a reparameterised
+    sample of torch.distributions.RelaxedBernoulli, so gradients reach G. In eval mode, the hard
+    sample it relaxes: x = 2 b - 1 with b ~ Bernoulli(sigmoid(l)), exactly {-1, 1}."""
 
-    def __init__(self, z_dim: int, num_classes: int = 0, embed_dim: int = 0):
+    def __init__(self, temperature: float = 0.5):
         super().__init__()
-        self.z_dim, self.num_classes = z_dim, num_classes
-        embed_dim = embed_dim or (num_classes if num_classes else 0)
-        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
-        self.in_dim = z_dim + (embed_dim if num_classes else 0)
+        self.temperature = temperature
+
+    def forward(self, logits: Tensor) -> Tensor:
+        u = torch.rand_like(logits, dtype=torch.float32).clamp_(1e-6, 1 - 1e-6)
+        noise = (u.log() - (-u).log1p()).to(logits.dtype)  # Logistic(0, 1)
+        if not self.training:
+            return torch.where(logits + noise > 0, 1.0, -1.0).to(logits.dtype)  # P(l + noise > 0) = sigmoid(l)
+        return 2 * torch.sigmoid((logits + noise) / self.temperature) - 1
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+def output_layer(output: str, temperature: float = 0.5) -> nn.Module:
+    """G's last layer for images: ``tanh`` (continuous) or ``relaxed_bernoulli`` (binary pixels)."""
+    choose(output, OUTPUTS, "generator.output")
+    if not temperature > 0:
+        raise ConfigError(f"generator.temperature must be > 0, got {temperature}")
+    return nn.Tanh() if output == "tanh" else RelaxedBernoulli(temperature)
+
+
+class Generator(nn.Module):
+    """``body`` maps the latent input (z, with the class label appended when conditional) to a sample."""
+
+    def __init__(self, z_dim: int, num_classes: int = 0, embed_dim: int = 0, cond: str = "embed"):
+        super().__init__()
+        self.z_dim, self.num_classes, self.cond = z_dim, num_classes, choose(cond, G_COND, "generator.cond")
+        if num_classes and cond == "embed":
+            embed_dim = embed_dim or num_classes
+            self.embed = nn.Embedding(num_classes, embed_dim)
+        else:
+            embed_dim, self.embed = num_classes, None  # one-hot: as wide as the number of classes
+        self.in_dim = z_dim + embed_dim
         self.body: nn.Module = nn.Identity()
 
     def latent_input(self, z: Tensor, y: Tensor | None) -> Tensor:
-        if self.embed is None:
+        if not self.num_classes:
             return z
         if y is None:
             raise ValueError("a conditional generator needs class labels y")
-        return torch.cat([z, self.embed(y)], dim=1)
+        c = self.embed(y) if self.embed is not None else F.one_hot(y, self.num_classes).to(z.dtype)
+        return torch.cat([z, c], dim=1)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         return self.body(self.latent_input(z, y))
 
 
 class Discriminator(nn.Module):
-    """``body`` maps x to a flat feature vector; ``head`` to one logit. When conditional, the
-    projection <embed(y), features> is added (Miyato & Koyama 2018)."""
+    """``body`` maps x (with the one-hot label appended when ``cond: concat``) to a flat feature
+    vector; ``head`` to one logit. With ``cond: projection`` the term <embed(y), features> is
+    added to the logit (Miyato & Koyama 2018). ``in_extra`` is the input width the label adds,
+    for subclasses building their first layer."""
 
-    def __init__(self, feat_dim: int, num_classes: int = 0):
+    #: concat: the label as constant feature maps (convolutional D) or appended to the flat input (MLP)
+    label_channels = False
+
+    def __init__(self, feat_dim: int, num_classes: int = 0, cond: str = "projection"):
         super().__init__()
-        self.num_classes, self.feat_dim = num_classes, feat_dim
+        self.num_classes, self.feat_dim, self.cond = num_classes, feat_dim, choose(cond, D_COND, "discriminator.cond")
         self.body: nn.Module = nn.Identity()
         self.head = nn.Linear(feat_dim, 1)
-        self.embed = nn.Embedding(num_classes, feat_dim) if num_classes else None
+        self.embed = nn.Embedding(num_classes, feat_dim) if num_classes and cond == "projection" else None
+        self.in_extra = num_classes if num_classes and cond == "concat" else 0
 
-    def features(self, x: Tensor) -> Tensor:
-        return self.body(x).flatten(1)
+    def _check(self, y: Tensor | None) -> None:
+        if self.num_classes and y is None:
+            raise ValueError("a conditional discriminator needs class labels y")
+
+    def label_input(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """x with onehot(y) concatenated (``cond: concat``); x itself otherwise."""
+        if not self.in_extra:
+            return x
+        self._check(y)
+        c = F.one_hot(y, self.num_classes).to(x.dtype)
+        if self.label_channels:
+            return torch.cat([x, c[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
+        return torch.cat([x.flatten(1), c], dim=1)
+
+    def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """The input of the head; depends on y only with ``cond: concat``."""
+        return self.body(self.label_input(x, y)).flatten(1)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        f = self.features(x)
+        self._check(y)
+        f = self.features(x, y)
         out = self.head(f).squeeze(1)
         if self.embed is not None:
-            if y is None:
-                raise ValueError("a conditional discriminator needs class labels y")
             out = out + (self.embed(y) * f).sum(dim=1)
         return out
 
@@ -72,7 +143,5 @@ class Discriminator(nn.Module):
 def activation(name: str) -> nn.Module:
     table = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh, "elu": nn.ELU}
     if name not in table:
-        from ganexp.errors import ConfigError
-
         raise ConfigError(f"unknown activation '{name}'; choose one of {sorted(table)}")
     return table[name]()

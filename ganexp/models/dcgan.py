@@ -1,5 +1,5 @@
 """DCGAN (Radford et al. 2016): strided (transposed) convolutions, BatchNorm, ReLU in G,
-LeakyReLU(0.2) in D, tanh output, N(0, 0.02) init.
+LeakyReLU(0.2) in D, tanh output (or a relaxed Bernoulli for binary images), N(0, 0.02) init.
 
 The number of up/down-sampling stages follows the dataset's resolution: it starts from a
 4x4 .. 7x7 base and doubles, so 16, 28, 32 and 64 (and 128, ...) all work.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from ganexp.errors import ConfigError
-from ganexp.models.base import Discriminator, Generator, dcgan_init_
+from ganexp.models.base import Discriminator, Generator, dcgan_init_, output_layer
 
 
 def stages(resolution: int) -> tuple[int, int]:
@@ -52,8 +52,9 @@ def norm2d(kind: str, c: int) -> list[nn.Module]:
 
 class DCGANGenerator(Generator):
     def __init__(self, channels: int, resolution: int, z_dim: int = 100, ngf: int = 64, upsample: str = "convt",
-                 norm: str = "batch", num_classes: int = 0, embed_dim: int = 0):
-        super().__init__(z_dim, num_classes, embed_dim)
+                 norm: str = "batch", num_classes: int = 0, embed_dim: int = 0, cond: str = "embed",
+                 output: str = "tanh", temperature: float = 0.5):
+        super().__init__(z_dim, num_classes, embed_dim, cond)
         base, k = stages(resolution)
         widths = [ngf * 2 ** (k - 1 - i) for i in range(k)]
         layers: list[nn.Module] = [nn.Unflatten(1, (self.in_dim, 1, 1)),
@@ -61,18 +62,20 @@ class DCGANGenerator(Generator):
                                    *norm2d(norm, widths[0]), nn.ReLU(True)]
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += [*up(cin, cout, upsample, bias=False), *norm2d(norm, cout), nn.ReLU(True)]
-        layers += [*up(widths[-1], channels, upsample, bias=True), nn.Tanh()]
+        layers += [*up(widths[-1], channels, upsample, bias=True), output_layer(output, temperature)]
         self.body = nn.Sequential(*layers)
         dcgan_init_(self)
 
 
 class DCGANDiscriminator(Discriminator):
+    label_channels = True  # cond: concat adds the one-hot label as constant input channels
+
     def __init__(self, channels: int, resolution: int, ndf: int = 64, downsample: str = "strided",
-                 norm: str = "batch", num_classes: int = 0):
+                 norm: str = "batch", num_classes: int = 0, cond: str = "projection"):
         base, k = stages(resolution)
         widths = [ndf * 2 ** i for i in range(k)]
-        super().__init__(widths[-1] * base * base, num_classes)
-        layers: list[nn.Module] = [*down(channels, widths[0], downsample, bias=True), nn.LeakyReLU(0.2, True)]
+        super().__init__(widths[-1] * base * base, num_classes, cond)
+        layers: list[nn.Module] = [*down(channels + self.in_extra, widths[0], downsample, bias=True), nn.LeakyReLU(0.2, True)]
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += [*down(cin, cout, downsample, bias=norm == "none"), *norm2d(norm, cout), nn.LeakyReLU(0.2, True)]
         self.body = nn.Sequential(*layers)

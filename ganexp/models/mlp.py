@@ -1,7 +1,8 @@
 """Fully connected GAN (Goodfellow et al. 2014): for 2D data and flattened images.
 
 The notes' digit GAN is G 100-300-784 and D 784-300-100-1 with LeakyReLU(0.2); those are
-the defaults. G ends in tanh for images (data in [-1, 1]) and is linear for points.
+the defaults. G ends in tanh for images (data in [-1, 1]), or in a relaxed Bernoulli for
+binary images (``output: relaxed_bernoulli``), and is linear for points.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import math
 
 from torch import Tensor, nn
 
-from ganexp.models.base import Discriminator, Generator, activation, dcgan_init_
+from ganexp.errors import ConfigError
+from ganexp.models.base import Discriminator, Generator, activation, dcgan_init_, output_layer
 
 
 def _stack(sizes: list[int], act: str, norm: bool = False) -> list[nn.Module]:
@@ -21,11 +23,15 @@ def _stack(sizes: list[int], act: str, norm: bool = False) -> list[nn.Module]:
 
 class MLPGenerator(Generator):
     def __init__(self, shape: tuple[int, ...], kind: str, z_dim: int = 100, hidden: list[int] = (300,),
-                 act: str = "leaky_relu", batch_norm: bool = False, num_classes: int = 0, embed_dim: int = 0):
-        super().__init__(z_dim, num_classes, embed_dim)
+                 act: str = "leaky_relu", batch_norm: bool = False, num_classes: int = 0, embed_dim: int = 0,
+                 cond: str = "embed", output: str = "tanh", temperature: float = 0.5):
+        super().__init__(z_dim, num_classes, embed_dim, cond)
         self.shape = tuple(shape)
         sizes = [self.in_dim, *hidden]
-        out = [nn.Linear(sizes[-1], math.prod(self.shape))] + ([nn.Tanh()] if kind == "image" else [])
+        last = output_layer(output, temperature)
+        if kind != "image" and output != "tanh":
+            raise ConfigError(f"generator.output={output} makes binary images and this dataset is {kind}; use generator.output=tanh")
+        out = [nn.Linear(sizes[-1], math.prod(self.shape))] + ([last] if kind == "image" else [])
         self.body = nn.Sequential(*_stack(sizes, act, batch_norm), *out)
         dcgan_init_(self) if kind == "image" else None
 
@@ -35,7 +41,7 @@ class MLPGenerator(Generator):
 
 class MLPDiscriminator(Discriminator):
     def __init__(self, shape: tuple[int, ...], kind: str, hidden: list[int] = (300, 100),
-                 act: str = "leaky_relu", num_classes: int = 0):
-        super().__init__(hidden[-1], num_classes)
-        self.body = nn.Sequential(nn.Flatten(), *_stack([math.prod(shape), *hidden], act))
+                 act: str = "leaky_relu", num_classes: int = 0, cond: str = "projection"):
+        super().__init__(hidden[-1], num_classes, cond)
+        self.body = nn.Sequential(nn.Flatten(), *_stack([math.prod(shape) + self.in_extra, *hidden], act))
         dcgan_init_(self) if kind == "image" else None

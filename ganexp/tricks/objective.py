@@ -34,7 +34,7 @@ class FeatureMatching(Hook):
 
     def on_g_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         with torch.no_grad():
-            f_real = ctx.D.features(ctx.real)
-        fm = feature_distance(f_real, ctx.D.features(ctx.fake))
+            f_real = ctx.D.features(ctx.real, ctx.y_real)
+        fm = feature_distance(f_real, ctx.D.features(ctx.fake, ctx.y_fake))
         ctx.logs[f"trick/{self.name}/value"] = fm.detach()
         return self.weight * fm if self.replace else loss + self.weight * fm
