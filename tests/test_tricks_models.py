@@ -33,6 +33,7 @@ def largest_singular_values(D):
 
 
 def test_spectral_norm_keeps_every_d_layer_at_sigma_1():
+    torch.manual_seed(0)
     G, D = dcgan_pair()
     before = largest_singular_values(D)
     assert all(abs(s - 1) > 0.2 for s in before.values())  # N(0, 0.02) init is far from 1
@@ -40,7 +41,9 @@ def test_spectral_norm_keeps_every_d_layer_at_sigma_1():
     G, D = sn.modify_models(G, D)
     sn.setup(type("R", (), {"D": D})())
     x, y = torch.randn(16, 1, 16, 16), torch.randint(3, (16,))
-    for _ in range(30):  # one power iteration per training forward
+    # one power iteration per training forward; the 3-row embedding's top singular values are close
+    # together, so its estimate converges slowly (30 forwards leave it up to 2% off across seeds)
+    for _ in range(200):
         D(x, y)
     sigmas = largest_singular_values(D)
     assert set(sigmas) == set(before) and len(sn.layers) == len(before)  # convs, head and the projection embedding
