@@ -91,7 +91,7 @@ def test_projection_features_do_not_depend_on_the_label():
 @pytest.mark.parametrize("override, allowed", [
     ("generator.cond=onehots", "embed, onehot"),
     ("discriminator.cond=proj", "projection, concat"),
-    ("generator.output=sigmoid", "tanh, relaxed_bernoulli"),
+    ("generator.output=sigmoid", "tanh, relaxed_bernoulli, straight_through"),
     ("generator.temperature=0", "must be > 0"),
 ])
 def test_bad_values_fail_with_one_line(override, allowed, tmp_path):
@@ -183,6 +183,21 @@ def test_relaxed_bernoulli_generator(kind):
     assert set(hard.unique().tolist()) == {-1.0, 1.0} and not hard.requires_grad
 
 
+def test_straight_through_is_hard_forward_with_the_relaxed_gradient():
+    logits = torch.randn(3000, requires_grad=True)
+    torch.manual_seed(2)
+    st = RelaxedBernoulli(0.5, straight_through=True).train()(logits)
+    assert set(st.unique().tolist()) == {-1.0, 1.0}  # D sees binary fakes, like the binary data
+    (st * torch.arange(3000.0)).sum().backward()
+    g_st, logits.grad = logits.grad.clone(), None
+    torch.manual_seed(2)  # the same noise: the relaxed sample's gradient
+    (RelaxedBernoulli(0.5).train()(logits) * torch.arange(3000.0)).sum().backward()
+    assert g_st.abs().sum() > 0 and torch.allclose(g_st, logits.grad)
+    torch.manual_seed(2)
+    hard = RelaxedBernoulli(0.5).eval()(logits.detach())
+    assert torch.equal(st.detach(), hard)  # and its value is the hard sample
+
+
 def test_lower_temperature_gives_samples_closer_to_plus_minus_one():
     logits = torch.randn(20000)
     dist = {}
@@ -220,11 +235,13 @@ def test_binarize_needs_images():
         TensorData(torch.randn(10, 2), None, DataInfo("points", (2,), 0, "ring8")).binarize()
 
 
-@pytest.mark.parametrize("model", ["mlp", "dcgan"])
-def test_binary_digits_with_a_relaxed_bernoulli_generator_train(model, tmp_path):
+@pytest.mark.parametrize("model, output", [("mlp", "relaxed_bernoulli"), ("dcgan", "relaxed_bernoulli"),
+                                           ("dcgan", "straight_through")])
+def test_binary_digits_with_a_relaxed_bernoulli_generator_train(model, output, tmp_path):
     """`ganexp train dataset.binarize=true generator.output=relaxed_bernoulli model=...`."""
-    run = build_run(make_cfg([f"model={model}", "dataset.binarize=true", "generator.output=relaxed_bernoulli"], tmp_path))
+    run = build_run(make_cfg([f"model={model}", "dataset.binarize=true", f"generator.output={output}"], tmp_path))
     assert isinstance(run.G.body[-1], RelaxedBernoulli)
+    assert run.G.body[-1].straight_through == (output == "straight_through")
     final = train(run)
     assert final["step"] == 4 and math.isfinite(final["loss/g"])
     assert (run.out_dir / "samples" / "step_0000004.png").is_file()

@@ -19,7 +19,7 @@ from ganexp.errors import ConfigError
 
 G_COND = ("embed", "onehot")
 D_COND = ("projection", "concat")
-OUTPUTS = ("tanh", "relaxed_bernoulli")
+OUTPUTS = ("tanh", "relaxed_bernoulli", "straight_through")
 
 
 def choose(value: str, allowed: tuple[str, ...], key: str) -> str:
@@ -45,29 +45,36 @@ class RelaxedBernoulli(nn.Module):
     Bernoulli (the binary Concrete of Maddison et al. 2017; Jang et al. 2017). In training,
     x = 2 sigmoid((l + log u - log(1 - u)) / temperature) - 1 with u ~ U(0, 1), a reparameterised
     sample of torch.distributions.RelaxedBernoulli, so gradients reach G. In eval mode, the hard
-    sample it relaxes: x = 2 b - 1 with b ~ Bernoulli(sigmoid(l)), exactly {-1, 1}."""
+    sample it relaxes: x = 2 b - 1 with b ~ Bernoulli(sigmoid(l)), exactly {-1, 1}.
 
-    def __init__(self, temperature: float = 0.5):
+    ``straight_through``: in training too the forward value is the hard sample, and the gradient
+    is the relaxed sample's (the straight-through Gumbel estimator, Jang et al. 2017, Sec. 2.2),
+    so D never sees the soft values that tell fakes from binary real data."""
+
+    def __init__(self, temperature: float = 0.5, straight_through: bool = False):
         super().__init__()
-        self.temperature = temperature
+        self.temperature, self.straight_through = temperature, straight_through
 
     def forward(self, logits: Tensor) -> Tensor:
         u = torch.rand_like(logits, dtype=torch.float32).clamp_(1e-6, 1 - 1e-6)
         noise = (u.log() - (-u).log1p()).to(logits.dtype)  # Logistic(0, 1)
+        hard = torch.where(logits + noise > 0, 1.0, -1.0).to(logits.dtype)  # P(l + noise > 0) = sigmoid(l)
         if not self.training:
-            return torch.where(logits + noise > 0, 1.0, -1.0).to(logits.dtype)  # P(l + noise > 0) = sigmoid(l)
-        return 2 * torch.sigmoid((logits + noise) / self.temperature) - 1
+            return hard
+        soft = 2 * torch.sigmoid((logits + noise) / self.temperature) - 1
+        return hard + (soft - soft.detach()) if self.straight_through else soft
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}"
+        return f"temperature={self.temperature}, straight_through={self.straight_through}"
 
 
 def output_layer(output: str, temperature: float = 0.5) -> nn.Module:
-    """G's last layer for images: ``tanh`` (continuous) or ``relaxed_bernoulli`` (binary pixels)."""
+    """G's last layer for images: ``tanh`` (continuous), ``relaxed_bernoulli`` or
+    ``straight_through`` (binary pixels)."""
     choose(output, OUTPUTS, "generator.output")
     if not temperature > 0:
         raise ConfigError(f"generator.temperature must be > 0, got {temperature}")
-    return nn.Tanh() if output == "tanh" else RelaxedBernoulli(temperature)
+    return nn.Tanh() if output == "tanh" else RelaxedBernoulli(temperature, output == "straight_through")
 
 
 class Generator(nn.Module):
