@@ -137,13 +137,32 @@ def _restore(run: Run, hooks: HookSet, state: dict) -> int:
     return int(state["step"])
 
 
+def d_landscape(D: nn.Module, lim: float, n: int = 80) -> tuple[Tensor, Tensor, Tensor] | None:
+    """D's output on an n x n grid over [-lim, lim]^2 (2D data; eval mode, no autograd), or None
+    for a conditional D, which has no single landscape."""
+    if getattr(D, "num_classes", 0):
+        return None
+    device = next(D.parameters()).device
+    xs = torch.linspace(-lim, lim, n, device=device)
+    gx, gy = torch.meshgrid(xs, xs, indexing="xy")
+    was = D.training
+    D.eval()
+    try:
+        with torch.inference_mode():
+            v = D(torch.stack([gx.flatten(), gy.flatten()], 1), None)
+    finally:
+        D.train(was)
+    return gx, gy, v.view(n, n)
+
+
 def _show_samples(run: Run, sampler: Sampler, step: int) -> None:
     x = sampler(run.fixed_z, run.fixed_y)
     name = f"step_{step:07d}.png"
     if run.info.kind == "points":
         real, _ = run.data.take(len(x)) if hasattr(run.data, "take") else run.data.sample(len(x))
         lim = float(real.abs().max()) * 1.3
-        run.monitor.figure("samples/scatter", scatter_figure(x, real, lim), step, run.out_dir / "samples" / name)
+        fig = scatter_figure(x, real, lim, d_landscape(run.D, lim))
+        run.monitor.figure("samples/scatter", fig, step, run.out_dir / "samples" / name)
     else:
         run.monitor.images("samples/grid", x[:64], step, run.out_dir / "samples" / name)
 

@@ -23,14 +23,20 @@ def image_grid(x: Tensor, nrow: int | None = None) -> Tensor:
     return make_grid(x.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
 
 
-def scatter_figure(fake: Tensor, real: Tensor | None = None, lim: float | None = None):
-    """Generated 2D points over the real ones."""
+def scatter_figure(fake: Tensor, real: Tensor | None = None, lim: float | None = None,
+                   field: tuple[Tensor, Tensor, Tensor] | None = None):
+    """Generated 2D points over the real ones; ``field`` = (x, y, D output) grids draws the
+    discriminator's landscape underneath (where D believes the data is)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+    fig, ax = plt.subplots(figsize=(4.8 if field is not None else 4, 4), dpi=80)
+    if field is not None:
+        gx, gy, v = (t.float().cpu() for t in field)
+        filled = ax.contourf(gx, gy, v, levels=20, cmap="Greens", alpha=0.7)
+        fig.colorbar(filled, ax=ax, fraction=0.046, pad=0.04).set_label("D output", fontsize=7)
     if real is not None:
         r = real.float().cpu()
         ax.scatter(r[:, 0], r[:, 1], s=2, c="tab:blue", alpha=0.3, label="real")

@@ -50,11 +50,22 @@ def test_d_steps_per_g_step(tmp_path):
     assert int(g_state["step"]) == 4 and int(d_state["step"]) == 12
 
 
-def test_2d_run_logs_a_scatter_plot(tmp_path):
+def test_2d_run_logs_a_scatter_plot_over_the_d_landscape(tmp_path):
+    from ganexp.engine import d_landscape
+
     run = build_run(make_cfg(["dataset=ring8", "model=mlp", "latent.dim=2"], tmp_path))
     train(run)
     acc = read_events(run.out_dir)
     assert "samples/scatter" in acc.Tags()["images"]
+    gx, gy, v = d_landscape(run.D, 3.0, n=5)
+    assert gx[0, 0] == -3 and gy[0, 0] == -3 and gx[0, 4] == 3 and gy[4, 0] == 3  # rows go up in y
+    run.D.eval()
+    with torch.no_grad():
+        assert torch.allclose(v[4, 0], run.D(torch.tensor([[-3.0, 3.0]]), None)[0])  # D at (x=-3, y=3)
+        assert v.std() > 0
+    from ganexp.models import MLPDiscriminator
+
+    assert d_landscape(MLPDiscriminator((2,), "points", num_classes=3), 3.0) is None  # no single landscape
 
 
 def test_resume_continues_exactly(tmp_path):
