@@ -89,7 +89,7 @@ def test_projection_features_do_not_depend_on_the_label():
 
 
 @pytest.mark.parametrize("override, allowed", [
-    ("generator.cond=onehots", "embed, onehot"),
+    ("generator.cond=onehots", "embed, onehot, cbn"),
     ("discriminator.cond=proj", "projection, concat"),
     ("generator.output=sigmoid", "tanh, relaxed_bernoulli, straight_through"),
     ("generator.temperature=0", "must be > 0"),
@@ -112,6 +112,7 @@ VARIANTS = [  # (model, generator.cond, discriminator.cond, tricks)
     ("dcgan", "onehot", "projection", []),
     ("dcgan", "embed", "concat", ["spectral_norm", "minibatch_discrimination"]),
     ("mlp", "onehot", "concat", ["minibatch_stddev"]),
+    ("dcgan", "cbn", "projection", []),
 ]
 
 
@@ -146,6 +147,52 @@ def test_feature_matching_with_a_concat_discriminator(tmp_path):
     assert math.isfinite(final["trick/feature_matching/value"]) and final["trick/feature_matching/value"] > 0
     x, y = run.data.sample(8)
     assert not torch.equal(run.D.features(x, y), run.D.features(x, (y + 1) % 10))  # the matched features see y
+
+
+@pytest.mark.parametrize("kind", ["mlp", "dcgan"])
+def test_cbn_generator_takes_the_label_through_per_class_norm_gains(kind):
+    from ganexp.models.base import ConditionalBatchNorm
+
+    torch.manual_seed(0)
+    kw = {"batch_norm": True} if kind == "mlp" else {}
+    G = generator(kind, num_classes=K, cond="cbn", **kw)
+    cbns = [m for m in G.modules() if isinstance(m, ConditionalBatchNorm)]
+    assert cbns and not any(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d) and m.affine for m in G.modules())
+    assert width(first_layer(G)) == Z  # nothing appended to z
+    G.eval()
+    z, y = torch.randn(6, Z), torch.tensor([0, 1, 1, 3, 4, 9])
+    assert torch.allclose(G(z, y), G(z, (y + 2) % K))  # gains start at 1, shifts at 0: plain BN
+    with torch.no_grad():
+        cbns[0].gain.weight[1] *= 3
+    changed = (G(z, y) - G(z, (y + 2) % K)).flatten(1).abs().amax(1) > 1e-5
+    assert changed.tolist() == [False, True, True, False, False, True]  # only rows where one side is class 1
+    with pytest.raises(ValueError, match="class labels"):
+        G(z)
+
+
+def test_cbn_needs_batch_norms_and_keeps_its_tables_out_of_spectral_norm(tmp_path):
+    from torch.nn.utils import parametrize
+
+    from ganexp.models.base import ConditionalBatchNorm
+
+    with pytest.raises(ConfigError, match="generator.cond=cbn .* generator.batch_norm=true"):
+        build_run(make_cfg(["model=mlp", "conditional=true", "generator.cond=cbn"], tmp_path / "a"))
+    run = build_run(make_cfg(["conditional=true", "generator.cond=cbn", "tricks=[spectral_norm,virtual_batch_norm,ema]",
+                              "tricks.spectral_norm.generator=true"], tmp_path / "b"))
+    cbn = next(m for m in run.G.modules() if isinstance(m, ConditionalBatchNorm))
+    assert not parametrize.is_parametrized(cbn.gain) and parametrize.is_parametrized(first_layer(run.G))
+    gains = cbn.gain.weight.detach().clone()
+    final = train(run)
+    assert math.isfinite(final["loss/g"]) and not torch.equal(gains, cbn.gain.weight)  # the per-class gains learn
+
+
+def test_instance_norm_normalises_each_sample_on_its_own():
+    torch.manual_seed(0)
+    z = torch.randn(8, Z)
+    for norm, alone in (("instance", True), ("batch", False)):
+        G = generator("dcgan", norm=norm).train()
+        assert any(isinstance(m, nn.InstanceNorm2d) for m in G.modules()) == alone
+        assert torch.allclose(G(z[:2])[0], G(z)[0], atol=1e-5) == alone  # batch norm depends on the batch
 
 
 # --- discrete output --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ganexp.errors import ConfigError
 
-G_COND = ("embed", "onehot")
+G_COND = ("embed", "onehot", "cbn")
 D_COND = ("projection", "concat")
 OUTPUTS = ("tanh", "relaxed_bernoulli", "straight_through")
 
@@ -77,30 +77,79 @@ def output_layer(output: str, temperature: float = 0.5) -> nn.Module:
     return nn.Tanh() if output == "tanh" else RelaxedBernoulli(temperature, output == "straight_through")
 
 
+class LabelSlot:
+    """The labels of the running G forward, shared by G's conditional batch norms."""
+
+    y: Tensor | None = None
+
+
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm whose scale and shift are looked up per class (de Vries et al. 2017; Miyato &
+    Koyama 2018; BigGAN): BN without affine, then gain[y] * h + bias[y], gains starting at 1 and
+    biases at 0. The labels come from the generator's ``LabelSlot``."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, num_classes: int, slot: LabelSlot):
+        super().__init__()
+        c = bn.num_features
+        self.bn = type(bn)(c, eps=bn.eps, momentum=bn.momentum, affine=False)
+        self.gain, self.bias = nn.Embedding(num_classes, c), nn.Embedding(num_classes, c)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+        self.slot = slot
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.slot.y
+        shape = [len(x), -1] + [1] * (x.dim() - 2)
+        return self.bn(x) * self.gain(y).view(shape) + self.bias(y).view(shape)
+
+
 class Generator(nn.Module):
-    """``body`` maps the latent input (z, with the class label appended when conditional) to a sample."""
+    """``body`` maps the latent input (z, with the class label appended when conditional) to a
+    sample. With ``cond: cbn`` the label enters through G's batch norms instead (subclasses
+    build plain BatchNorm layers and call ``condition_norms()`` after initialising weights)."""
 
     def __init__(self, z_dim: int, num_classes: int = 0, embed_dim: int = 0, cond: str = "embed"):
         super().__init__()
         self.z_dim, self.num_classes, self.cond = z_dim, num_classes, choose(cond, G_COND, "generator.cond")
+        self.embed = None
         if num_classes and cond == "embed":
             embed_dim = embed_dim or num_classes
             self.embed = nn.Embedding(num_classes, embed_dim)
-        else:
-            embed_dim, self.embed = num_classes, None  # one-hot: as wide as the number of classes
+        else:  # one-hot: as wide as the number of classes; cbn: nothing appended to z
+            embed_dim = num_classes if cond == "onehot" else 0
         self.in_dim = z_dim + embed_dim
         self.body: nn.Module = nn.Identity()
+        self.label_slot = LabelSlot()
+
+    def condition_norms(self) -> None:
+        """``cond: cbn``: every BatchNorm of ``body`` becomes a ``ConditionalBatchNorm``."""
+        if not (self.num_classes and self.cond == "cbn"):
+            return
+        norms = [(parent, name, child) for parent in self.body.modules() for name, child in parent.named_children()
+                 if isinstance(child, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            raise ConfigError("generator.cond=cbn conditions G's batch norms and this generator has none; "
+                              "use generator.norm=batch (dcgan) or generator.batch_norm=true (mlp)")
+        for parent, name, bn in norms:
+            setattr(parent, name, ConditionalBatchNorm(bn, self.num_classes, self.label_slot))
 
     def latent_input(self, z: Tensor, y: Tensor | None) -> Tensor:
         if not self.num_classes:
             return z
         if y is None:
             raise ValueError("a conditional generator needs class labels y")
+        if self.cond == "cbn":
+            return z
         c = self.embed(y) if self.embed is not None else F.one_hot(y, self.num_classes).to(z.dtype)
         return torch.cat([z, c], dim=1)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.body(self.latent_input(z, y))
+        h = self.latent_input(z, y)
+        self.label_slot.y = y
+        try:
+            return self.body(h)
+        finally:
+            self.label_slot.y = None
 
 
 class Discriminator(nn.Module):

@@ -44,7 +44,8 @@ def down(cin: int, cout: int, mode: str, bias: bool) -> list[nn.Module]:
 
 
 def norm2d(kind: str, c: int) -> list[nn.Module]:
-    table = {"batch": lambda: [nn.BatchNorm2d(c)], "layer": lambda: [nn.GroupNorm(1, c)], "none": lambda: []}
+    table = {"batch": lambda: [nn.BatchNorm2d(c)], "layer": lambda: [nn.GroupNorm(1, c)],
+             "instance": lambda: [nn.InstanceNorm2d(c, affine=True)], "none": lambda: []}
     if kind not in table:
         raise ConfigError(f"unknown norm '{kind}'; choose one of {sorted(table)}")
     return table[kind]()
@@ -65,6 +66,7 @@ class DCGANGenerator(Generator):
         layers += [*up(widths[-1], channels, upsample, bias=True), output_layer(output, temperature)]
         self.body = nn.Sequential(*layers)
         dcgan_init_(self)
+        self.condition_norms()
 
 
 class DCGANDiscriminator(Discriminator):

@@ -34,6 +34,7 @@ class MLPGenerator(Generator):
         out = [nn.Linear(sizes[-1], math.prod(self.shape))] + ([last] if kind == "image" else [])
         self.body = nn.Sequential(*_stack(sizes, act, batch_norm), *out)
         dcgan_init_(self) if kind == "image" else None
+        self.condition_norms()
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         return super().forward(z, y).view(-1, *self.shape)

@@ -15,6 +15,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm, spectral_norm
 
 from ganexp.hooks import Hook
+from ganexp.models.base import ConditionalBatchNorm
 from ganexp.tricks.common import ganexp_discriminator
 
 SN_LAYERS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
@@ -25,8 +26,10 @@ def _is_sn(m: nn.Module) -> bool:
 
 
 def apply_spectral_norm(model: nn.Module, n_power_iterations: int = 1) -> None:
+    # per-class batch-norm gains and shifts (generator.cond=cbn) are lookup tables, not layers
+    tables = {id(t) for c in model.modules() if isinstance(c, ConditionalBatchNorm) for t in (c.gain, c.bias)}
     for m in list(model.modules()):
-        if isinstance(m, SN_LAYERS) and not parametrize.is_parametrized(m, "weight"):
+        if isinstance(m, SN_LAYERS) and id(m) not in tables and not parametrize.is_parametrized(m, "weight"):
             spectral_norm(m, n_power_iterations=n_power_iterations)
 
 
