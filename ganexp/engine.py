@@ -17,7 +17,8 @@ from ganexp.sampling import Latent
 
 
 class Sampler:
-    """Generated batches from the sampling generator (EMA when on), in eval mode, no autograd."""
+    """Generated batches from the sampling generator (EMA when on), in eval mode, no autograd.
+    It draws from a forked RNG, so how often a run samples or evaluates never changes its training."""
 
     def __init__(self, G: nn.Module, latent: Latent, batch_size: int):
         self.G, self.latent, self.batch_size = G, latent, batch_size
@@ -26,8 +27,9 @@ class Sampler:
     def _eval(self):
         was = self.G.training
         self.G.eval()
+        cuda = [self.latent.device] if self.latent.device.type == "cuda" else []
         try:
-            with torch.inference_mode():
+            with torch.random.fork_rng(devices=cuda), torch.inference_mode():
                 yield
         finally:
             self.G.train(was)

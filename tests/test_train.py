@@ -245,3 +245,16 @@ def test_compiled_run_trains_and_saves_plain_state_dicts(tmp_path):
     assert torch.isfinite(torch.tensor(final["loss/gp"]))
     state = checkpoint.load(run.out_dir)
     assert not any("_orig_mod" in k for k in state["G"]) and state["G"].keys() == run.G.state_dict().keys()
+
+
+@pytest.mark.parametrize("extra", [["dataset.binarize=true", "generator.output=relaxed_bernoulli"],
+                                   ["dataset=ring8", "model=mlp", "latent.dim=2"]])
+def test_how_often_a_run_samples_does_not_change_its_training(extra, tmp_path):
+    """Sampling draws random numbers (relaxed-Bernoulli pixels, 2D real points): from a forked RNG."""
+    params = []
+    for every in (1, 0):
+        run = build_run(make_cfg([*extra, f"train.sample_every={every}"], tmp_path / str(every)))
+        train(run)
+        params.append(torch.cat([p.detach().flatten() for p in run.G.parameters()]))
+    assert len(list((tmp_path / "1" / "samples").glob("step_*.png"))) == 4
+    assert torch.equal(*params)
