@@ -21,16 +21,18 @@ LOSS = {"label_smoothing": "nsgan", "soft_labels": "lsgan", "label_flip": "gan",
 LOGS = {"instance_noise": "std", "g_layer_noise": "std", "gradient_penalty": "value", "r1": "value", "dragan": "value",
         "weight_clip": "at_clip_fraction", "orthogonal_reg": "value", "historical_averaging": "weight",
         "feature_matching": "value", "spectral_norm": "sigma/head", "experience_replay": "fill",
-        "checkpoint_swap": "swaps", "ema": "decay"}
+        "checkpoint_swap": "swaps", "ema": "decay", "temperature_anneal": "temperature"}
+#: What else a trick needs to build.
+NEEDS = {"temperature_anneal": "generator.output=relaxed_bernoulli"}
 
 
 def test_the_catalogue_is_complete():
-    assert len(TRICKS) == 22 and {"ema", "spectral_norm", "virtual_batch_norm", "checkpoint_swap"} <= set(TRICKS)
+    assert len(TRICKS) == 23 and {"ema", "spectral_norm", "virtual_batch_norm", "checkpoint_swap"} <= set(TRICKS)
 
 
 @pytest.mark.parametrize("name", TRICKS)
 def test_each_trick_composes_keyed_by_its_name_and_builds(name, cfg_factory):
-    cfg = cfg_factory(f"tricks=[{name}]", f"loss={LOSS.get(name, 'nsgan')}")
+    cfg = cfg_factory(f"tricks=[{name}]", f"loss={LOSS.get(name, 'nsgan')}", NEEDS.get(name, "seed=0"))
     assert list(cfg.tricks) == [name] and cfg.tricks[name]._target_.startswith("ganexp.tricks.")
     run = build_run(cfg)
     (trick,) = run.tricks
@@ -48,6 +50,7 @@ def test_each_trick_composes_keyed_by_its_name_and_builds(name, cfg_factory):
     (["tricks=[checkpoint_swap,weight_clip,historical_averaging]"],
      "list checkpoint_swap after weight_clip, historical_averaging: they act after D's step and would see the old D"),
     (["tricks=[latent_prior]", "tricks.latent_prior.prior=cube"], "latent_prior.prior must be one of normal, uniform, sphere"),
+    (["tricks=[temperature_anneal]"], "temperature_anneal needs a discrete output: generator.output=relaxed_bernoulli"),
 ])
 def test_nonsense_combinations_fail_at_build_in_one_line(overrides, message, cfg_factory):
     with pytest.raises(ConfigError) as e:
@@ -129,7 +132,7 @@ def test_trick_state_is_checkpointed_and_a_resumed_run_continues_exactly(tmp_pat
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRICKS)
 def test_each_trick_trains_end_to_end(name, cfg_factory):
-    run = build_run(cfg_factory(f"tricks=[{name}]", f"loss={LOSS.get(name, 'nsgan')}", "train.steps=6",
+    run = build_run(cfg_factory(f"tricks=[{name}]", f"loss={LOSS.get(name, 'nsgan')}", "train.steps=6", NEEDS.get(name, "seed=0"),
                                 "train.log_every=3", "tricks.checkpoint_swap.every=2" if name == "checkpoint_swap" else "seed=0"))
     final = train(run)
     assert final["step"] == 6 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])

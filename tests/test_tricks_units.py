@@ -15,6 +15,7 @@ from ganexp.models.base import Discriminator
 from ganexp.models.mlp import MLPDiscriminator, MLPGenerator
 from ganexp.run import Schedule
 from ganexp.sampling import Latent
+from ganexp.tricks.discrete import TemperatureAnneal
 from ganexp.tricks.labels import LabelFlip, LabelSmoothing, LabelSwap, SoftLabels
 from ganexp.tricks.noise import GDropout, GLayerNoise, InstanceNoise
 from ganexp.tricks.objective import FeatureMatching
@@ -87,6 +88,24 @@ def test_label_tricks_refuse_losses_without_targets(trick, loss):
 
 
 # --- noise --------------------------------------------------------------------------------
+
+def test_temperature_anneal_sets_the_output_temperature_on_jangs_schedule():
+    G = MLPGenerator((1, 4, 4), "image", z_dim=4, hidden=[8], output="relaxed_bernoulli", temperature=0.3)
+    anneal = set_up(TemperatureAnneal(start=1.0, min=0.5, rate=1e-3), G=G)
+    x = torch.zeros(2, 1, 4, 4)
+    for step, tau in [(0, 1.0), (100, math.exp(-0.1)), (500, math.exp(-0.5)), (693, 0.5), (5000, 0.5)]:
+        anneal.on_real(x, None, step)
+        assert G.body[-1].temperature == pytest.approx(tau, abs=1e-3) and anneal.scalars(step)["temperature"] == G.body[-1].temperature
+    logits = torch.randn(20_000)
+    soft = []
+    for step in (0, 5000):  # the samples G makes get closer to {-1, 1} as tau falls
+        anneal.on_real(x, None, step)
+        torch.manual_seed(0)
+        soft.append((1 - G.body[-1].train()(logits).abs()).mean().item())
+    assert soft[1] < soft[0]
+    with pytest.raises(ConfigError, match="start >= min > 0"):
+        TemperatureAnneal(start=0.4, min=0.5)
+
 
 def test_instance_noise_std_follows_its_linear_schedule():
     noise = InstanceNoise(std=0.2, anneal_steps=1000)
