@@ -11,7 +11,6 @@ sample to (target, mask); the target is computed without gradients, only w is le
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from ganexp import checkpoint
 from ganexp.errors import ConfigError
 from ganexp.monitor import console
 from ganexp.sampling import Latent
@@ -111,13 +111,13 @@ def learn(G: nn.Module, latent: Latent, edit: str, alpha_max: float, steps: int 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())  # read once at the end: no host sync per step
     w = w.detach()
     held_out = draw(4 * batch, torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
         loss_w0, loss_final = (objective(G, *held_out, v, edit).item() for v in (torch.zeros_like(w), w))
     return {"w": w.cpu(), "edit": edit, "alpha_max": float(alpha_max), "loss": loss_final, "loss_w0": loss_w0,
-            "losses": losses, "steps": steps, "batch": batch, "lr": lr}
+            "losses": torch.stack(losses).tolist(), "steps": steps, "batch": batch, "lr": lr}
 
 
 def load_direction(path: str, z_dim: int) -> dict:
@@ -135,13 +135,6 @@ def load_direction(path: str, z_dim: int) -> dict:
     if tuple(d["w"].shape) != (z_dim,):
         raise ConfigError(f"steer.direction {p} has shape {tuple(d['w'].shape)}; this generator's latent is ({z_dim},)")
     return d
-
-
-def _save(path: Path, d: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(d, tmp)
-    os.replace(tmp, path)
 
 
 def _summary(d: dict) -> str:
@@ -183,7 +176,7 @@ def walk(cfg: DictConfig, G: nn.Module, latent: Latent, state: dict, run_dir: Pa
                 raise ConfigError(msg)
         amax = s.alpha_max if s.alpha_max is not None else EDITS[s.edit][1]
         d = learn(G, latent, s.edit, amax, s.steps, s.batch, s.lr, cfg.seed)
-        _save(path, {**d, "ckpt": str(run_dir)})
+        checkpoint.save(path, {**d, "ckpt": str(run_dir)})
         console.print(_summary(d), highlight=False)
         console.print(f"direction: {path} (reuse: steer.direction={path})", highlight=False)
     amax = s.alpha_max if s.alpha_max is not None else d["alpha_max"]
