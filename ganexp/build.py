@@ -88,8 +88,21 @@ def _model_kwargs(node: DictConfig, info: DataInfo, num_classes: int) -> dict[st
     return {k: v for k, v in offered.items() if k in params}
 
 
+def resolve_auto_norm(cfg: DictConfig) -> None:
+    """``discriminator.norm: auto`` becomes ``layer`` for losses with a per-sample gradient penalty
+    (WGAN-GP drops batch norm from the critic, Gulrajani et al. 2017, Sec. 4) and ``batch`` otherwise;
+    written into the config, so the run folder and checkpoints record what was built."""
+    if cfg.discriminator.get("norm") == "auto":
+        try:
+            per_sample = getattr(get_class(cfg.loss._target_), "per_sample_penalty", False)
+        except Exception as e:
+            raise ConfigError(f"cannot find loss class {cfg.loss.get('_target_')}: {e}") from None
+        cfg.discriminator.norm = "layer" if per_sample else "batch"
+
+
 def build_models(cfg: DictConfig, info: DataInfo, device: torch.device) -> tuple[nn.Module, nn.Module, Loss, list[Hook]]:
     """G, D, the loss and the tricks, with architecture tricks applied (also used by sample/eval)."""
+    resolve_auto_norm(cfg)
     num_classes = info.num_classes if cfg.conditional else 0
     if cfg.conditional and not num_classes:
         raise ConfigError(f"conditional=true needs a labelled dataset; '{info.name}' has no classes")
@@ -178,12 +191,40 @@ def check_resume(cfg: DictConfig, saved: dict[str, Any]) -> None:
                           f"({where}: checkpoint {was}, now {is_}); resume with the run's own options or start a new run")
 
 
+def keep_launch_values(cfg: DictConfig, saved: dict[str, Any], path: str = "") -> list[str]:
+    """On resume, settings that refer to another option (``anneal_steps: ${train.steps}``) keep the
+    value they resolved to at launch, so extending a run with a larger ``train.steps`` does not
+    restart its schedules. Environment lookups (``${oc.env:...}``) are re-read. Returns a note for
+    each value that would otherwise have changed; a value given on the command line is not a
+    reference and wins as usual."""
+    notes = []
+    for key in cfg:
+        if not isinstance(saved, dict) or key not in saved or (not path and key in RESUME_KEYS):
+            continue  # the models, data and loss must match the checkpoint anyway (check_resume)
+        where = f"{path}{key}"
+        if OmegaConf.is_interpolation(cfg, key):
+            ref = str(cfg._get_node(key)._value())
+            if ":" in ref:  # a resolver (oc.env, now): not a reference to another option
+                continue
+            now = cfg[key]
+            if now != saved[key]:
+                cfg[key] = saved[key]
+                notes.append(f"resume keeps {where}={saved[key]} as launched ({ref} would now give {now}); "
+                             f"set {where} on the command line to change it")
+        elif isinstance(cfg[key], DictConfig):
+            notes += keep_launch_values(cfg[key], saved[key], f"{where}.")
+    return notes
+
+
 def build_run(cfg: DictConfig) -> Run:
     validate(cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     state = checkpoint.load(cfg.resume) if cfg.resume else None
+    notes = []
+    resolve_auto_norm(cfg)  # before comparing with a checkpoint, which records the resolved value
     if state is not None:
+        notes += keep_launch_values(cfg, state["config"])
         check_resume(cfg, state["config"])
     out_dir = checkpoint.resolve(cfg.resume).parent.parent if cfg.resume else output_dir(cfg)
 
@@ -201,7 +242,7 @@ def build_run(cfg: DictConfig) -> Run:
         fixed_z=torch.empty(0), fixed_y=None, out_dir=out_dir, device=device,
         monitor=Monitor(out_dir, sch.steps, sch.log_every), seed=cfg.seed,
         config=OmegaConf.to_container(cfg, resolve=True), hparams=_hparams(cfg), resume_state=state,
-        evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile,
+        evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile, notes=notes,
     )
     for h in [loss, *tricks]:
         h.setup(run)
@@ -247,20 +288,34 @@ def load_generator(ckpt: str, device: str = "auto", ema: bool = True) -> tuple[n
         G.load_state_dict(state[key])
     except RuntimeError as e:
         raise GanexpError(f"checkpoint {ckpt} does not fit its own config: {str(e).splitlines()[0]}") from None
-    latent = Latent(cfg.latent.dim, cfg.latent.prior, getattr(G, "num_classes", 0), dev)
+    latent = Latent(cfg.latent.dim, saved_prior(state), getattr(G, "num_classes", 0), dev)
     return G.eval(), latent, state
+
+
+def saved_prior(state: dict) -> str:
+    """The latent prior a checkpoint's generator trained on: recorded in the checkpoint since
+    ganexp 0.1 checkpoints carry ``latent``; older ones are read from the latent_prior trick's
+    settings in their config (the trick, not ``latent.prior``, decided the prior then)."""
+    if "latent" in state:
+        return state["latent"]["prior"]
+    cfg = state["config"]
+    trick = (cfg.get("tricks") or {}).get("latent_prior")
+    return trick.get("prior", "sphere") if trick else cfg["latent"]["prior"]
 
 
 #: Settings of the ``eval`` block offered to every metric that takes them (a metric's own YAML value wins).
 METRIC_SETTINGS = ("num_samples", "batch_size", "cache_dir", "inception_weights")
 
 
-def build_metrics(nodes, data, device: torch.device, settings: dict[str, Any]) -> list[Any]:
+def build_metrics(nodes, data, device: torch.device, settings: dict[str, Any],
+                  forced: dict[str, Any] | None = None) -> list[Any]:
     """Metric objects from ``name -> _target_ node``; the real data, the device and the eval
-    settings go to constructors that accept them."""
+    settings go to constructors that accept them. A metric's own YAML value beats ``settings``;
+    ``forced`` (given on the command line) beats both."""
     out = []
     for name, node in nodes.items():
-        offered = {"data": data, "device": device} | {k: v for k, v in settings.items() if k not in node}
+        offered = ({"data": data, "device": device} | {k: v for k, v in settings.items() if k not in node}
+                   | (forced or {}))
         out.append(_make(node, f"metric '{name}'", **_accepted(node._target_, offered)))
     return out
 
@@ -270,5 +325,7 @@ def build_eval(cfg: DictConfig, metric_nodes) -> tuple[nn.Module, Latent, dict, 
     rebuilt from the checkpoint's own dataset config, and the metrics."""
     G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
     data = _make(state["config"]["dataset"], "dataset").to(latent.device)
-    settings = {k: cfg[k] for k in METRIC_SETTINGS if k in cfg}
-    return G, latent, state, data, build_metrics(metric_nodes, data, latent.device, settings)
+    settings = {k: cfg[k] for k in METRIC_SETTINGS if cfg.get(k) is not None}
+    # num_samples given to `ganexp eval` wins over every metric's own count; unset, each keeps its own
+    forced = {"num_samples": cfg.num_samples} if cfg.get("num_samples") is not None else {}
+    return G, latent, state, data, build_metrics(metric_nodes, data, latent.device, settings, forced)

@@ -112,31 +112,57 @@ def _grad_norm(m: nn.Module) -> Tensor | float:
     return torch.nn.utils.get_total_norm(grads) if grads else 0.0
 
 
-def _state(run: Run, hooks: HookSet, step: int, sampling_G: nn.Module) -> dict:
+def _state(run: Run, hooks: HookSet, step: int, sampling_G: nn.Module, best: float | None = None) -> dict:
     s = {
         "G": run.G.state_dict(), "D": run.D.state_dict(),
         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
         "hooks": hooks.state_dict(), "step": step, "rng": checkpoint.rng_state(),
         "config": run.config, "data_info": run.info.as_dict(),
         "fixed_z": run.fixed_z.cpu(), "fixed_y": None if run.fixed_y is None else run.fixed_y.cpu(),
+        # what the generator was trained on: sample/eval must draw z the same way
+        "latent": {"dim": run.latent.dim, "prior": run.latent.prior, "num_classes": run.latent.num_classes},
     }
     if sampling_G is not run.G:
         s["G_sample"] = sampling_G.state_dict()
+    if run.best_metric and best is not None:  # so a resumed run keeps ckpt/best.pt unless it beats it
+        s["best"] = {run.best_metric[0]: best, "mode": run.best_metric[1]}
     return s
 
 
-def _restore(run: Run, hooks: HookSet, state: dict) -> int:
+def _saved_best(run: Run) -> float | None:
+    """The best value of the resumed checkpoint's run, when it ranked by the same metric and mode."""
+    saved = (run.resume_state or {}).get("best") or {}
+    if run.best_metric and saved.get("mode") == run.best_metric[1] and run.best_metric[0] in saved:
+        return float(saved[run.best_metric[0]])
+    return None
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, saved: dict, who: str) -> list[str]:
+    """Loads the optimizer's state (moments, step counts) but keeps the hyper-parameters it was
+    built with from the config, so `resume=RUN optimizer.d.lr=...` takes effect; returns what changed."""
+    configured = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    changed = []
+    for i, (group, conf) in enumerate(zip(opt.param_groups, configured)):
+        for k, v in conf.items():
+            if k in group and group[k] != v:
+                changed.append(f"optimizer.{who}.{k}{f'[{i}]' if len(configured) > 1 else ''} {group[k]} -> {v}")
+            group[k] = v
+    return changed
+
+
+def _restore(run: Run, hooks: HookSet, state: dict) -> tuple[int, list[str]]:
+    """Loads a checkpoint into the run; returns its step and the optimizer settings that changed."""
     try:
         run.G.load_state_dict(state["G"])
         run.D.load_state_dict(state["D"])
-        run.opt_g.load_state_dict(state["opt_g"])
-        run.opt_d.load_state_dict(state["opt_d"])
+        changed = _load_optimizer(run.opt_g, state["opt_g"], "g") + _load_optimizer(run.opt_d, state["opt_d"], "d")
         hooks.load_state_dict(state.get("hooks", {}))
     except (RuntimeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0]
         raise GanexpError(f"checkpoint does not fit this run's models or optimizers: {first}") from None
     checkpoint.set_rng_state(state["rng"])
-    return int(state["step"])
+    return int(state["step"]), changed
 
 
 def d_landscape(D: nn.Module, lim: float, n: int = 80) -> tuple[Tensor, Tensor, Tensor] | None:
@@ -173,20 +199,22 @@ def train(run: Run) -> dict[str, float]:
     """Train ``run`` to ``run.schedule.steps`` generator steps; return the final metrics."""
     hooks = HookSet([run.loss, *run.tricks])
     sch, mon = run.schedule, run.monitor
-    start = _restore(run, hooks, run.resume_state) if run.resume_state else 0
+    start, changed = _restore(run, hooks, run.resume_state) if run.resume_state else (0, [])
     if start and start >= sch.steps:
         raise GanexpError(f"the run already reached step {start} of train.steps={sch.steps}; "
                           f"pass a larger train.steps to continue it")
     reuse = hooks.allows_fake_reuse
     ckpt_dir = run.out_dir / "ckpt"
     saved_at = ckpt_dir / "last.pt" if (ckpt_dir / "last.pt").is_file() else None
-    best = None
+    best = _saved_best(run)
     final: dict[str, float] = {}
     mon.open(start)
     if start == 0:
         mon.hparams(run.hparams, ["loss/d", "loss/g"])
     else:
-        mon.message(f"resumed from step {start}")
+        mon.message(f"resumed from step {start}" + (f"; changed: {', '.join(changed)}" if changed else ""))
+    for note in run.notes:
+        mon.message(note)
     sampling_G = hooks.sampling_generator(run.G)
     sampler = Sampler(sampling_G, run.latent, max(sch.batch_size, 256))
     players = Players(run)
@@ -228,12 +256,13 @@ def train(run: Run) -> dict[str, float]:
                     v = metrics[name]
                     if best is None or (v < best if mode == "min" else v > best):
                         best = v
-                        checkpoint.save(ckpt_dir / "best.pt", _state(run, hooks, step, sampling_G) | {"best": {name: v}})
+                        checkpoint.save(ckpt_dir / "best.pt", _state(run, hooks, step, sampling_G, best))
             if (sch.ckpt_every and step % sch.ckpt_every == 0) or last:
-                checkpoint.save(ckpt_dir / "last.pt", _state(run, hooks, step, sampling_G))
+                checkpoint.save(ckpt_dir / "last.pt", _state(run, hooks, step, sampling_G, best))
                 saved_at = ckpt_dir / "last.pt"
     except KeyboardInterrupt:
-        checkpoint.save(ckpt_dir / "last.pt", _state(run, hooks, step, sampling_G))
+        hooks.restore_live()  # a hook may hold swapped-in weights mid-step (checkpoint_swap)
+        checkpoint.save(ckpt_dir / "last.pt", _state(run, hooks, step, sampling_G, best))
         raise GanexpError(f"interrupted at step {step}; checkpoint saved, continue with resume={run.out_dir}") from None
     finally:
         mon.close()

@@ -54,14 +54,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], Path]:
     sampler = Sampler(G, latent, cfg.batch_size)
     step = int(state["step"])
     values: dict[str, float] = {}
-    out = Path(cfg.out) if cfg.out else path.parent.parent / "eval" / f"{path.stem}_step{step}.json"
+    out = Path(cfg.out) if cfg.out else path.parent.parent / "eval" / result_name(path.stem, step, list(nodes), cfg.num_samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     for m in metrics:
         values.update(m(sampler, step))
         for tag, fig in (m.figures(sampler, step) if hasattr(m, "figures") else {}).items():
             fig.savefig(out.with_name(f"{out.stem}_{tag}.png"))
     report = {"ckpt": str(path), "step": step, "dataset": state["data_info"].get("name", ""),
-              "num_samples": cfg.num_samples, "seconds": round(time.perf_counter() - t0, 2), "metrics": values}
+              "num_samples": {m.name: m.n for m in metrics}, "seconds": round(time.perf_counter() - t0, 2), "metrics": values}
     clf = [getattr(m, "ext", None) for m in metrics]
     acc = {e.key: e.accuracy for e in clf if hasattr(e, "accuracy")}
     if acc:
@@ -70,6 +70,12 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], Path]:
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(out)
     return values, out
+
+
+def result_name(stem: str, step: int, metrics: list[str], num_samples: int | None) -> str:
+    """One JSON per checkpoint, metric set and sample count, so a second evaluation with other
+    metrics or counts keeps the first: ``last_step2000_fid_clf+kid_clf_n5000.json``."""
+    return f"{stem}_step{step}_{'+'.join(sorted(metrics))}" + (f"_n{num_samples}" if num_samples is not None else "") + ".json"
 
 
 def print_table(values: dict[str, float], ckpt: str) -> None:

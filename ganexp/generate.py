@@ -40,6 +40,9 @@ def latents(cfg: DictConfig, latent) -> tuple[torch.Tensor, int]:
 def sample(cfg: DictConfig) -> Path:
     G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
     run_dir = checkpoint.resolve(cfg.ckpt).parent.parent
+    if cfg.label is not None and not latent.num_classes:
+        raise ConfigError(f"label={cfg.label} needs a conditional generator; this checkpoint's is unconditional "
+                          f"(trained without conditional=true): drop label=")
     if latent.num_classes and cfg.label is not None and not 0 <= cfg.label < latent.num_classes:
         raise ConfigError(f"label must be in 0..{latent.num_classes - 1}, got {cfg.label}")
     if cfg.out and Path(cfg.out).suffix.lower() not in (".png", ".npy", ".pt"):  # before any learning

@@ -90,6 +90,10 @@ class Hook:
         """Values to log at log intervals, under ``trick/<name>/...``."""
         return {}
 
+    def restore_live(self) -> None:
+        """Before a checkpoint written mid-step (Ctrl-C): put back the live weights if this hook
+        has others swapped in."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -98,7 +102,7 @@ class Hook:
 
 
 METHODS = ("on_real", "on_fake", "on_d_input", "on_targets", "on_d_loss", "on_g_loss",
-           "after_d_step", "after_g_step", "sampling_generator", "scalars")
+           "after_d_step", "after_g_step", "sampling_generator", "scalars", "restore_live")
 
 
 class HookSet:
@@ -160,6 +164,10 @@ class HookSet:
         for h in self._by["scalars"]:
             out.update({f"trick/{h.name}/{k}": v for k, v in h.scalars(step).items()})
         return out
+
+    def restore_live(self) -> None:
+        for h in self._by["restore_live"]:
+            h.restore_live()
 
     def state_dict(self) -> dict[str, Any]:
         return {h.name: h.state_dict() for h in self.hooks}

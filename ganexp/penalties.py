@@ -5,6 +5,15 @@ import torch
 from torch import Tensor, nn
 
 
+def batch_norm_warning(D: nn.Module, who: str) -> str | None:
+    """A gradient penalty is per sample; batch norm makes D(x_i) depend on the whole batch, so the
+    penalised gradient is not the one the paper constrains (Gulrajani et al. 2017, Sec. 4)."""
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
+        return (f"warning: {who} penalises per-sample gradients of D, but D uses batch norm (batch statistics mix "
+                f"the samples); use discriminator.norm=layer, instance or none")
+    return None
+
+
 def _grad_norm(D: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
     x = x.detach().requires_grad_(True)
     out = D(x, y)
@@ -29,9 +38,12 @@ def r1_penalty(D: nn.Module, real: Tensor, y: Tensor | None = None) -> Tensor:
 
 
 def dragan_penalty(D: nn.Module, real: Tensor, y: Tensor | None = None, c: float = 0.5, target: float = 1.0) -> Tensor:
-    """E[(||grad D(x + delta)|| - K)^2], delta ~ U(0, c * std(x)) (Kodali et al. 2017, DRAGAN)."""
-    noise = c * real.std() * torch.rand_like(real)
-    return (_grad_norm(D, real + noise, y) - target).pow(2).mean()
+    """E[(||grad D(x_hat)|| - K)^2] at x_hat = x + alpha * delta, delta ~ U(0, c * std(x)) per entry and
+    alpha ~ U(0, 1) per sample: Kodali et al. 2017 (arXiv:1705.07215v5, Eq. 4) as the authors'
+    reference code computes it (perturbed X_p = X + c std(X) U, interpolates X + alpha (X_p - X))."""
+    delta = c * real.std() * torch.rand_like(real)
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    return (_grad_norm(D, real + alpha * delta, y) - target).pow(2).mean()
 
 
 @torch.no_grad()

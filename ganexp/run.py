@@ -60,6 +60,8 @@ class Run:
     amp: torch.dtype | None = None
     #: torch.compile G and D for the training step (penalties and sampling use the plain modules).
     compile: bool = False
+    #: One-line notes from building the run (kept launch values on resume, warnings), shown at the start.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def info(self) -> DataInfo:

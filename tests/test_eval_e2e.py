@@ -61,7 +61,7 @@ def test_ganexp_eval_prints_a_table_and_writes_json(digits_run, clf_cache, tmp_p
               f"out={tmp_path / 'm.json'}", "device=cpu")
     assert p.returncode == 0, p.stderr
     report = json.loads((tmp_path / "m.json").read_text())
-    assert report["step"] == 4 and report["num_samples"] == 300
+    assert report["step"] == 4 and report["num_samples"] == {"fid_clf": 300, "kid_clf": 300, "pr_clf": 300}
     assert set(report["metrics"]) == {"fid_clf", "fid_clf_baseline", "kid_clf", "kid_clf_baseline",
                                       "pr_clf_precision", "pr_clf_recall"}
     assert report["metrics"]["fid_clf"] > report["metrics"]["fid_clf_baseline"] > 0  # 4 steps: far from the data

@@ -5,7 +5,7 @@ from torch import Tensor
 
 from ganexp.hooks import StepContext, Targets
 from ganexp.losses.base import Loss
-from ganexp.penalties import clip_weights_, gradient_penalty
+from ganexp.penalties import batch_norm_warning, clip_weights_, gradient_penalty
 
 
 class WGAN(Loss):
@@ -33,9 +33,18 @@ class WGANGP(WGAN):
     """WGAN-GP (Gulrajani et al. 2017, Alg. 1): the WGAN critic loss plus
     lambda * E[(||grad D(x_hat)|| - 1)^2] on random interpolates; no clipping."""
 
+    #: The penalty is per sample: ``discriminator.norm=auto`` picks layer norm for this critic.
+    per_sample_penalty = True
+
     def __init__(self, gp_weight: float = 10.0):
         super().__init__(clip=0.0)
         self.gp_weight = gp_weight
+
+    def setup(self, run) -> None:
+        super().setup(run)
+        note = batch_norm_warning(run.D, "loss=wgan_gp")
+        if note:
+            run.notes.append(note)
 
     def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         gp = gradient_penalty(ctx.D, ctx.real, ctx.fake, ctx.y_real if ctx.y_fake is None else ctx.y_fake)

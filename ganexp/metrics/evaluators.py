@@ -1,7 +1,8 @@
 """The metric objects that conf/metrics/*.yaml build: ``ev(sampler, step) -> {name: value}``.
 
 Feature metrics on one network share a single generated pass per step. Each FID and KID is
-reported beside its real-vs-real baseline (two disjoint real samples of the same size).
+reported beside its real-vs-real baseline (two disjoint real samples of the same size), named
+with its size when that differs from the score's (see ``FeatureMetric.baseline_key``).
 """
 from __future__ import annotations
 
@@ -57,11 +58,19 @@ class FeatureMetric:
         return memo[2]
 
 
+    def baseline_key(self, ref: dict) -> str:
+        """``<name>_baseline`` when the real-vs-real floor was computed at the score's own sizes (n
+        generated vs n real, possible while 2n <= the dataset), else ``<name>_baseline_n<m>``: the
+        floor of two real halves of m samples each, labelled with its size (FID and KID fall with n)."""
+        same = ref["n_baseline"] == self.n and ref["n_ref"] == self.n
+        return f"{self.name}_baseline" if same else f"{self.name}_baseline_n{ref['n_baseline']}"
+
+
 class FID(FeatureMetric):
     def __call__(self, sampler, step: int) -> dict[str, float]:
         ref, gen = self.reference(), self.generated(sampler, step)
         return {self.name: fid_from_stats(*gen.stats.mean_cov(), ref["mu"], ref["cov"]),
-                f"{self.name}_baseline": ref["baseline_fid"]}
+                self.baseline_key(ref): ref["baseline_fid"]}
 
 
 class KID(FeatureMetric):
@@ -69,7 +78,7 @@ class KID(FeatureMetric):
 
     def __call__(self, sampler, step: int) -> dict[str, float]:
         ref, gen = self.reference(), self.generated(sampler, step)
-        return {self.name: kid(ref["feats"], gen.feats), f"{self.name}_baseline": ref["baseline_kid"]}
+        return {self.name: kid(ref["feats"], gen.feats), self.baseline_key(ref): ref["baseline_kid"]}
 
 
 class IS(FeatureMetric):

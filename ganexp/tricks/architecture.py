@@ -7,7 +7,6 @@ width, so feature matching sees what the head sees.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +15,7 @@ from torch.nn.utils.parametrizations import _SpectralNorm, spectral_norm
 
 from ganexp.hooks import Hook
 from ganexp.models.base import ConditionalBatchNorm
-from ganexp.tricks.common import ganexp_discriminator
+from ganexp.tricks.common import ganexp_discriminator, require
 
 SN_LAYERS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
@@ -120,9 +119,16 @@ class MinibatchDiscrimination(Hook):
         return G, _extend_head(D, layer, D.feat_dim + self.num_kernels)
 
 
+def stddev_group(group_size: int, n: int) -> int:
+    """The group for a batch of n: the largest divisor of n not above ``group_size``, or the whole
+    batch when that is 1 (a group of one has no spread: the feature would be a constant)."""
+    g = max(d for d in range(1, min(group_size, n) + 1) if n % d == 0)
+    return n if g == 1 else g
+
+
 class MinibatchStddevLayer(nn.Module):
     """Appends, per group of ``group_size`` samples, the feature-wise standard deviation over
-    the group averaged into one value (the group size is reduced to divide the batch)."""
+    the group averaged into one value (batches the group does not divide: see ``stddev_group``)."""
 
     def __init__(self, group_size: int):
         super().__init__()
@@ -130,7 +136,7 @@ class MinibatchStddevLayer(nn.Module):
 
     def forward(self, f: Tensor) -> Tensor:
         n = f.shape[0]
-        g = math.gcd(self.group_size, n)
+        g = stddev_group(self.group_size, n)
         groups = f.view(g, n // g, -1)  # sample i sits in group i % (n // g), as in ProGAN
         std = (groups.var(0, unbiased=False) + 1e-8).sqrt().mean(1)
         return torch.cat([f, std.repeat(g)[:, None]], dim=1)
@@ -144,7 +150,14 @@ class MinibatchStddev(Hook):
     name = "minibatch_stddev"
 
     def __init__(self, group_size: int = 4):
+        require(group_size >= 2, f"minibatch_stddev.group_size must be >= 2 (a group of one has no spread), got {group_size}")
         self.group_size = group_size
+
+    def setup(self, run) -> None:
+        B = run.schedule.batch_size
+        require(B % self.group_size == 0,
+                f"minibatch_stddev.group_size={self.group_size} does not divide train.batch_size={B}; "
+                f"use a batch size that is a multiple of it (e.g. {B + (-B) % self.group_size})")
 
     def modify_models(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
         ganexp_discriminator(D, self.name)

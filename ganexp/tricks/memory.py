@@ -111,8 +111,13 @@ class CheckpointSwap(Hook):
             _copy(cur, self.snapshots[self._active][who])
 
     def _restore(self, who: str) -> None:
-        if who in self._saved:
-            _copy(_tensors(self.models[who]), self._saved.pop(who))
+        if who in self._saved:  # copy, then forget: an interrupt between the two loses nothing
+            _copy(_tensors(self.models[who]), self._saved[who])
+            del self._saved[who]
+
+    def restore_live(self) -> None:
+        self._restore("G")
+        self._restore("D")
 
     def on_real(self, x: Tensor, y: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:
         if step != self._step:  # first D step of a new step: decide whether to swap

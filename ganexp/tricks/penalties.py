@@ -8,12 +8,18 @@ from torch.nn.utils import parametrize
 
 from ganexp.hooks import Hook, StepContext
 from ganexp.losses import WGAN, WGANGP
-from ganexp.penalties import clip_weights_, dragan_penalty, gradient_penalty, r1_penalty
+from ganexp.penalties import batch_norm_warning, clip_weights_, dragan_penalty, gradient_penalty, r1_penalty
 from ganexp.tricks.common import require
 
 
 def _labels(ctx: StepContext) -> Tensor | None:
     return ctx.y_real if ctx.y_fake is None else ctx.y_fake
+
+
+def _warn_batch_norm(run, who: str) -> None:
+    note = batch_norm_warning(run.D, who)
+    if note:
+        run.notes.append(note)
 
 
 class GradientPenalty(Hook):
@@ -28,6 +34,7 @@ class GradientPenalty(Hook):
     def setup(self, run) -> None:
         require(not isinstance(run.loss, WGANGP),
                 "gradient_penalty repeats the penalty loss=wgan_gp already has; use loss=wgan_gp alone or loss=wgan with the trick")
+        _warn_batch_norm(run, self.name)
 
     def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         gp = gradient_penalty(ctx.D, ctx.real, ctx.fake, _labels(ctx), self.target)
@@ -43,6 +50,9 @@ class R1(Hook):
     def __init__(self, gamma: float = 10.0):
         self.gamma = gamma
 
+    def setup(self, run) -> None:
+        _warn_batch_norm(run, self.name)
+
     def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         r1 = r1_penalty(ctx.D, ctx.real, ctx.y_real)
         ctx.logs[f"trick/{self.name}/value"] = r1.detach()
@@ -50,13 +60,17 @@ class R1(Hook):
 
 
 class DRAGAN(Hook):
-    """DRAGAN (Kodali et al. 2017, Eq. 4 with Sec. 5's perturbation): weight * E[(||grad D(x + delta)|| - K)^2],
-    delta ~ U(0, c * std(x)), around the real data."""
+    """DRAGAN (Kodali et al. 2017, Eq. 4 with the reference code's perturbation): weight *
+    E[(||grad D(x + alpha delta)|| - K)^2], delta ~ U(0, c * std(x)) per entry, alpha ~ U(0, 1) per
+    sample, around the real data."""
 
     name = "dragan"
 
     def __init__(self, weight: float = 10.0, c: float = 0.5, target: float = 1.0):
         self.weight, self.c, self.target = weight, c, target
+
+    def setup(self, run) -> None:
+        _warn_batch_norm(run, self.name)
 
     def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         p = dragan_penalty(ctx.D, ctx.real, ctx.y_real, self.c, self.target)
