@@ -228,7 +228,7 @@ def build_run(cfg: DictConfig) -> Run:
         check_resume(cfg, state["config"])
     out_dir = checkpoint.resolve(cfg.resume).parent.parent if cfg.resume else output_dir(cfg)
 
-    data = _make(cfg.dataset, "dataset").to(device)
+    data = build_dataset(cfg.dataset).to(device)
     info = data.info
     G, D, loss, tricks = build_models(cfg, info, device)
     opt_g = _optimizer(cfg.optimizer.g, G.parameters(), "g")
@@ -266,6 +266,11 @@ def _accepted(target: str, offered: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in offered.items() if k in params}
 
 
+def build_dataset(node: DictConfig | dict) -> Any:
+    """The dataset of a config node (a checkpoint's own, for evaluation)."""
+    return _make(node, "dataset")
+
+
 def build_evaluators(cfg: DictConfig, data, device: torch.device) -> tuple[list[Any], tuple[str, str] | None]:
     """Metrics computed during training: ``cfg.eval.metrics`` maps a name to a ``_target_`` node;
     the real data and the device are passed to constructors that accept them."""
@@ -274,33 +279,6 @@ def build_evaluators(cfg: DictConfig, data, device: torch.device) -> tuple[list[
     evaluators = build_metrics(nodes, data, device, {k: ev[k] for k in METRIC_SETTINGS if k in ev})
     best = (ev.best, ev.get("best_mode", "min")) if ev.get("best") else None
     return evaluators, best
-
-
-def load_generator(ckpt: str, device: str = "auto", ema: bool = True) -> tuple[nn.Module, Latent, dict]:
-    """The generator stored in a checkpoint (its EMA copy when present and ``ema``), in eval mode."""
-    state = checkpoint.load(ckpt)
-    cfg = OmegaConf.create(state["config"])
-    dev = resolve_device(device)
-    info = DataInfo.from_dict(state["data_info"])
-    G, _, _, _ = build_models(cfg, info, dev)
-    key = "G_sample" if ema and "G_sample" in state else "G"
-    try:
-        G.load_state_dict(state[key])
-    except RuntimeError as e:
-        raise GanexpError(f"checkpoint {ckpt} does not fit its own config: {str(e).splitlines()[0]}") from None
-    latent = Latent(cfg.latent.dim, saved_prior(state), getattr(G, "num_classes", 0), dev)
-    return G.eval(), latent, state
-
-
-def saved_prior(state: dict) -> str:
-    """The latent prior a checkpoint's generator trained on: recorded in the checkpoint since
-    ganexp 0.1 checkpoints carry ``latent``; older ones are read from the latent_prior trick's
-    settings in their config (the trick, not ``latent.prior``, decided the prior then)."""
-    if "latent" in state:
-        return state["latent"]["prior"]
-    cfg = state["config"]
-    trick = (cfg.get("tricks") or {}).get("latent_prior")
-    return trick.get("prior", "sphere") if trick else cfg["latent"]["prior"]
 
 
 #: Settings of the ``eval`` block offered to every metric that takes them (a metric's own YAML value wins).
@@ -318,14 +296,3 @@ def build_metrics(nodes, data, device: torch.device, settings: dict[str, Any],
                    | (forced or {}))
         out.append(_make(node, f"metric '{name}'", **_accepted(node._target_, offered)))
     return out
-
-
-def build_eval(cfg: DictConfig, metric_nodes) -> tuple[nn.Module, Latent, dict, Any, list[Any]]:
-    """What `ganexp eval` needs: the checkpoint's generator and latent, its state, the real data
-    rebuilt from the checkpoint's own dataset config, and the metrics."""
-    G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
-    data = _make(state["config"]["dataset"], "dataset").to(latent.device)
-    settings = {k: cfg[k] for k in METRIC_SETTINGS if cfg.get(k) is not None}
-    # num_samples given to `ganexp eval` wins over every metric's own count; unset, each keeps its own
-    forced = {"num_samples": cfg.num_samples} if cfg.get("num_samples") is not None else {}
-    return G, latent, state, data, build_metrics(metric_nodes, data, latent.device, settings, forced)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ganexp import checkpoint
 from ganexp.errors import GanexpError, TrainingDiverged
 from ganexp.hooks import HookSet, StepContext
-from ganexp.monitor import scatter_figure, tensor_dict_to_floats
+from ganexp.monitor import tensor_dict_to_floats
 from ganexp.run import Run
 from ganexp.sampling import Latent
 
@@ -189,8 +189,7 @@ def _show_samples(run: Run, sampler: Sampler, step: int) -> None:
     if run.info.kind == "points":
         real, _ = run.data.take(len(x)) if hasattr(run.data, "take") else run.data.sample(len(x))
         lim = float(real.abs().max()) * 1.3
-        fig = scatter_figure(x, real, lim, d_landscape(run.D, lim))
-        run.monitor.figure("samples/scatter", fig, step, run.out_dir / "samples" / name)
+        run.monitor.scatter("samples/scatter", x, real, lim, d_landscape(run.D, lim), step, run.out_dir / "samples" / name)
     else:
         run.monitor.images("samples/grid", x[:64], step, run.out_dir / "samples" / name)
 
@@ -245,8 +244,7 @@ def train(run: Run) -> dict[str, float]:
                 metrics = {}
                 for ev in run.evaluators:
                     metrics.update(ev(sampler, step))
-                for k, v in metrics.items():
-                    mon.writer.add_scalar(f"metrics/{k}", v, step)
+                mon.metrics(step, metrics)
                 for ev in run.evaluators:  # optional images (e.g. the 2D density plot)
                     for tag, fig in (ev.figures(sampler, step) if hasattr(ev, "figures") else {}).items():
                         mon.figure(f"metrics/{tag}", fig, step, run.out_dir / "samples" / f"{tag}_{step:07d}.png")

@@ -24,7 +24,7 @@ def default_metrics(info: DataInfo, inception_weights: str | None) -> list[str]:
     weights are on disk, else the offline classifier ones."""
     if info.kind == "points":
         return ["modes", "kde"]
-    from ganexp.metrics.features import INCEPTION_FILE
+    from ganexp.metrics.inception import INCEPTION_FILE
 
     have = inception_weights or (Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE).is_file()
     return ["fid", "kid", "is"] if have else ["fid_clf", "kid_clf", "is_clf", "pr_clf"]
@@ -41,7 +41,7 @@ def metric_nodes(names: list[str]) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], Path]:
     """Score ``cfg.ckpt``; return the metrics and the JSON path they were written to."""
-    from ganexp.build import build_eval
+    from ganexp.load import build_eval
     from ganexp.engine import Sampler
 
     path = checkpoint.resolve(cfg.ckpt)

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from ganexp import checkpoint
-from ganexp.build import load_generator
+from ganexp.load import load_generator
 from ganexp.errors import ConfigError
 from ganexp.monitor import image_grid, scatter_figure
 from ganexp.sampling import interpolate, truncate

@@ -112,6 +112,14 @@ class Monitor:
             fig.savefig(save_to)
         self.writer.add_figure(tag, fig, step, close=True)
 
+    def scatter(self, tag: str, fake: Tensor, real: Tensor, lim: float, field, step: int, save_to: Path) -> None:
+        """2D samples over the real points and D's landscape (``field``), to TensorBoard and a PNG."""
+        self.figure(tag, scatter_figure(fake, real, lim, field), step, save_to)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(f"metrics/{k}", v, step)
+
     def message(self, text: str) -> None:
         console.print(text, highlight=False)
 

@@ -26,7 +26,7 @@ from ganexp.data.digits import digits
 from ganexp.engine import Sampler
 from ganexp.metrics.evaluators import FID
 from ganexp.metrics.features import feature_pass
-from ganexp.metrics.features import real as real_samples
+from ganexp.metrics.realdata import real as real_samples
 from ganexp.metrics.fid import fid_from_stats
 from ganexp.sampling import Latent
 

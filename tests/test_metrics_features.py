@@ -10,7 +10,8 @@ from ganexp.data.toy import ring
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.metrics import cache, classifier
 from ganexp.metrics.evaluators import FID, IS, KID, ModeCoverage, PrecisionRecall
-from ganexp.metrics.features import INCEPTION_FILE, InceptionFeatures, get_extractor
+from ganexp.metrics.features import get_extractor
+from ganexp.metrics.inception import INCEPTION_FILE, InceptionFeatures
 from ganexp.metrics.fid import fid_from_feats
 
 
@@ -190,7 +191,7 @@ def test_eval_picks_default_metrics_by_data_and_weights(tmp_path, monkeypatch):
 def test_connectivity_probe_fails_fast_and_quietly(capfd):
     import time
 
-    from ganexp.metrics.features import _online
+    from ganexp.metrics.inception import _online
 
     t0 = time.perf_counter()
     assert _online("host.invalid", timeout=1.0) is False  # .invalid never resolves (RFC 2606)

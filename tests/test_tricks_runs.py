@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ganexp import checkpoint
-from ganexp.build import build_run, load_generator
+from ganexp.build import build_run
+from ganexp.load import load_generator
 from ganexp.engine import train
 from ganexp.errors import ConfigError
 from ganexp.hooks import Hook

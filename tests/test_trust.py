@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from ganexp import checkpoint
-from ganexp.build import build_eval, build_run, load_generator
+from ganexp.build import build_run
+from ganexp.load import build_eval, load_generator
 from ganexp.engine import train
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.evaluate import evaluate

@@ -3,27 +3,16 @@ and cached on disk (written to a temporary file, then renamed: a crash never lea
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ganexp.metrics.features import real
+from ganexp.metrics.realdata import dataset_fingerprint, real  # noqa: F401  (re-exported)
 from ganexp.metrics.fid import FeatureStats, fid_from_stats
 from ganexp.metrics.inception_score import inception_score
 from ganexp.metrics.kid import kid
-
-
-def dataset_fingerprint(data) -> str:
-    """What identifies a dataset: its info, its size and (held in memory) a strided slice of its values."""
-    h = hashlib.sha256(json.dumps(data.info.as_dict(), sort_keys=True).encode())
-    h.update(str(len(data)).encode())
-    if hasattr(data, "x"):
-        idx = torch.linspace(0, len(data.x) - 1, min(len(data.x), 512)).long().to(data.x.device)
-        h.update(data.x[idx].contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _stats(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
