@@ -11,7 +11,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ganexp import checkpoint
+from ganexp import checkpoint, provenance
 from ganexp.data import DataInfo
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.hooks import Hook
@@ -67,6 +67,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.train.ckpt_every >= 0, f"train.ckpt_every must be >= 0, got {cfg.train.ckpt_every}"),
         (cfg.train.num_fixed >= 1, f"train.num_fixed must be >= 1, got {cfg.train.num_fixed}"),
         (cfg.latent.dim >= 1, f"latent.dim must be >= 1, got {cfg.latent.dim}"),
+        (cfg.optimized_mode in ("min", "max"), f"optimized_mode must be min or max, got '{cfg.optimized_mode}'"),
         (cfg.train.amp in AMP, f"train.amp must be one of {', '.join(AMP)}, got '{cfg.train.amp}'"
                                + ("; fp16 needs loss scaling that ganexp does not do: use bf16" if cfg.train.amp == "fp16" else "")),
     ]
@@ -126,16 +127,46 @@ def _optimizer(node: DictConfig, params, who: str) -> torch.optim.Optimizer:
     return _make(spec, f"optimizer.{who}")(params)
 
 
-def _hparams(cfg: DictConfig) -> dict[str, Any]:
+#: Overrides that say where or how a run goes, not what it is: not hparams, not sweep folder names.
+NOT_HPARAMS = ("out_dir", "resume", "device", "overwrite")
+
+
+def override_hparams(overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` command-line overrides as hparams (numbers as numbers, lists as text)."""
+    import yaml
+
     hp: dict[str, Any] = {}
+    for o in overrides:
+        key, _, raw = o.partition("=")
+        key = key.lstrip("+~")
+        if not _ or key.startswith(("hydra.", "hydra/")) or key in NOT_HPARAMS:
+            continue
+        for parse in (int, float, yaml.safe_load):  # YAML alone reads 1e-3 as text
+            try:
+                v = parse(raw)
+                break
+            except (ValueError, yaml.YAMLError):
+                v = raw
+        hp[key] = v if isinstance(v, (int, float, str, bool)) else raw
+    return hp
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's hparams for TensorBoard's HPARAMS tab: the group choices, the main numbers, and
+    every command-line override (so the swept values of a sweep are columns)."""
+    hp: dict[str, Any] = {}
+    overrides: list[str] = []
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        hp.update({k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra/") and v})
+        hc = HydraConfig.get()
+        hp.update({k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/") and v})
+        overrides = list(hc.overrides.task)
     except ValueError:  # not under @hydra.main (tests, notebooks)
         pass
     hp.update({"lr_g": cfg.optimizer.g.lr, "lr_d": cfg.optimizer.d.lr, "d_steps": cfg.optimizer.d_steps,
                "batch_size": cfg.train.batch_size, "seed": cfg.seed, "tricks": ",".join(cfg.tricks or {}) or "none"})
+    hp.update(override_hparams(overrides))
     return hp
 
 
@@ -237,12 +268,14 @@ def build_run(cfg: DictConfig) -> Run:
     sch = Schedule(cfg.train.steps, cfg.train.batch_size, cfg.optimizer.d_steps, cfg.optimizer.g_steps,
                    cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0))
     evaluators, best = build_evaluators(cfg, data, device)
+    notes += [ev.note for ev in evaluators if getattr(ev, "note", None)]
     run = Run(
         data=data, G=G, D=D, loss=loss, tricks=tricks, opt_g=opt_g, opt_d=opt_d, latent=latent, schedule=sch,
         fixed_z=torch.empty(0), fixed_y=None, out_dir=out_dir, device=device,
         monitor=Monitor(out_dir, sch.steps, sch.log_every), seed=cfg.seed,
         config=OmegaConf.to_container(cfg, resolve=True), hparams=_hparams(cfg), resume_state=state,
         evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile, notes=notes,
+        provenance=provenance.collect(device) | {"resumed_from_step": int(state["step"]) if state else 0},
     )
     for h in [loss, *tricks]:
         h.setup(run)

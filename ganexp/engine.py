@@ -194,8 +194,23 @@ def _show_samples(run: Run, sampler: Sampler, step: int) -> None:
         run.monitor.images("samples/grid", x[:64], step, run.out_dir / "samples" / name)
 
 
+def _previous_final(run: Run) -> dict[str, float]:
+    """A resumed run's metrics.json starts from what the run had logged before (its last metrics
+    may come from an evaluation before the resume)."""
+    import json
+
+    try:
+        old = json.loads((run.out_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in old.items() if isinstance(v, (int, float)) and k not in ("step",)}
+
+
 def train(run: Run) -> dict[str, float]:
-    """Train ``run`` to ``run.schedule.steps`` generator steps; return the final metrics."""
+    """Train ``run`` to ``run.schedule.steps`` generator steps; return the final metrics.
+
+    Every exit (done, Ctrl-C, divergence, an error) writes ``metrics.json`` with a ``status`` and
+    the run's hparams summary with every final scalar as an HPARAMS metric."""
     hooks = HookSet([run.loss, *run.tricks])
     sch, mon = run.schedule, run.monitor
     start, changed = _restore(run, hooks, run.resume_state) if run.resume_state else (0, [])
@@ -206,18 +221,21 @@ def train(run: Run) -> dict[str, float]:
     ckpt_dir = run.out_dir / "ckpt"
     saved_at = ckpt_dir / "last.pt" if (ckpt_dir / "last.pt").is_file() else None
     best = _saved_best(run)
-    final: dict[str, float] = {}
-    mon.open(start)
-    if start == 0:
-        mon.hparams(run.hparams, ["loss/d", "loss/g"])
-    else:
+    final: dict[str, float] = _previous_final(run) if start else {}
+    mon.open(start, float((run.resume_state or {}).get("elapsed", 0.0)))
+    mon.provenance(run.provenance)
+    if start:
         mon.message(f"resumed from step {start}" + (f"; changed: {', '.join(changed)}" if changed else ""))
     for note in run.notes:
         mon.message(note)
     sampling_G = hooks.sampling_generator(run.G)
     sampler = Sampler(sampling_G, run.latent, max(sch.batch_size, 256))
     players = Players(run)
-    step = start
+    step, status, error = start, "failed", None
+
+    def state(at: int) -> dict:
+        return _state(run, hooks, at, sampling_G, best) | {"elapsed": mon.elapsed()}
+
     try:
         while step < sch.steps:
             logs = _step(run, hooks, step, reuse, players)
@@ -231,6 +249,7 @@ def train(run: Run) -> dict[str, float]:
                 bad = {k: v for k, v in values.items() if not math.isfinite(v)}
                 if bad:
                     kept = f"last good checkpoint {saved_at} is kept" if saved_at else "no checkpoint was written"
+                    status = "diverged"
                     raise TrainingDiverged(f"training diverged at step {step} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
                                            f"{kept}; lower the learning rates or add a penalty (e.g. tricks=[r1])")
                 values["perf/steps_per_sec"] = mon.steps_per_sec(step)
@@ -254,16 +273,25 @@ def train(run: Run) -> dict[str, float]:
                     v = metrics[name]
                     if best is None or (v < best if mode == "min" else v > best):
                         best = v
-                        checkpoint.save(ckpt_dir / "best.pt", _state(run, hooks, step, sampling_G, best))
+                        checkpoint.save(ckpt_dir / "best.pt", state(step))
             if (sch.ckpt_every and step % sch.ckpt_every == 0) or last:
-                checkpoint.save(ckpt_dir / "last.pt", _state(run, hooks, step, sampling_G, best))
+                checkpoint.save(ckpt_dir / "last.pt", state(step))
                 saved_at = ckpt_dir / "last.pt"
+        status = "done"
     except KeyboardInterrupt:
+        status = "interrupted"
         hooks.restore_live()  # a hook may hold swapped-in weights mid-step (checkpoint_swap)
-        checkpoint.save(ckpt_dir / "last.pt", _state(run, hooks, step, sampling_G, best))
-        raise GanexpError(f"interrupted at step {step}; checkpoint saved, continue with resume={run.out_dir}") from None
+        checkpoint.save(ckpt_dir / "last.pt", state(step))
+        error = f"interrupted at step {step}; checkpoint saved, continue with resume={run.out_dir}"
+        raise GanexpError(error) from None
+    except Exception as e:
+        error = str(e) if isinstance(e, GanexpError) else f"{type(e).__name__}: {e}"
+        raise
     finally:
-        mon.close()
-    final["step"] = step
-    mon.write_json("metrics.json", final)
+        final |= {"step": step, "status": status} | ({"error": error} if error else {})
+        try:
+            mon.write_json("metrics.json", final)
+            mon.hparams(run.hparams, final)
+        finally:
+            mon.close()
     return final

@@ -62,12 +62,14 @@ class Monitor:
         self._task = None
         self._t0 = time.perf_counter()
         self._step0 = 0
+        self._elapsed0 = 0.0
 
-    def open(self, start_step: int) -> None:
+    def open(self, start_step: int, elapsed: float = 0.0) -> None:
+        """``elapsed``: training seconds of the run before this process (a resume), for stats.jsonl."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # purge_step drops events a crashed run wrote after its last checkpoint (at start_step).
         self.writer = SummaryWriter(str(self.out_dir), purge_step=start_step + 1 if start_step else None)
-        self._t0, self._step0 = time.perf_counter(), start_step
+        self._t0, self._step0, self._elapsed0 = time.perf_counter(), start_step, elapsed
         if self.interactive:
             self.progress = Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -76,18 +78,32 @@ class Monitor:
             self.progress.start()
             self._task = self.progress.add_task("train", total=self.total, completed=start_step, rate="", info="")
 
-    def hparams(self, hp: dict, metric_tags: list[str]) -> None:
-        """Hparams summaries in the run's own event file (add_hparams would open a second run)."""
+    def hparams(self, hp: dict, final: dict) -> None:
+        """Hparams summaries in the run's own event file (add_hparams would open a second run). The
+        HPARAMS metrics are the final losses and every ``metrics/...`` scalar the run logged, so
+        TensorBoard's table ranks a sweep's runs by them. Written when the run ends."""
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hp.items()}
-        for s in hparams(clean, {t: 0.0 for t in metric_tags}):
+        tags = {t: 0.0 for t in final if t in ("loss/d", "loss/g") or t.startswith("metrics/")}
+        for s in hparams(clean, tags):
             self.writer.file_writer.add_summary(s)
+
+    def elapsed(self) -> float:
+        """Training seconds of the whole run, earlier processes (before a resume) included."""
+        return self._elapsed0 + time.perf_counter() - self._t0
 
     def steps_per_sec(self, step: int) -> float:
         return (step - self._step0) / max(time.perf_counter() - self._t0, 1e-9)
 
+    def stats(self, step: int, values: dict[str, float]) -> None:
+        """One line of ``stats.jsonl`` (append-only, so it survives a crash): step, seconds, values."""
+        line = json.dumps({"step": step, "time": round(self.elapsed(), 3), **values})
+        with open(self.out_dir / "stats.jsonl", "a") as f:
+            f.write(line + "\n")
+
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():
             self.writer.add_scalar(k, v, step)
+        self.stats(step, values)
         rate = self.steps_per_sec(step)
         info = "  ".join(f"{k.split('/')[-1]}={v:.3f}" for k, v in values.items() if k.startswith("loss/"))
         if self.progress is not None:
@@ -119,6 +135,16 @@ class Monitor:
     def metrics(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():
             self.writer.add_scalar(f"metrics/{k}", v, step)
+        self.stats(step, {f"metrics/{k}": v for k, v in values.items()})
+
+    def provenance(self, record: dict) -> None:
+        """Adds this process's record to ``provenance.json`` (a launch, then one per resume)."""
+        path = self.out_dir / "provenance.json"
+        try:
+            runs = json.loads(path.read_text())["runs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            runs = []
+        self.write_json("provenance.json", {"runs": [*runs, record]})
 
     def message(self, text: str) -> None:
         console.print(text, highlight=False)

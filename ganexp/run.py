@@ -62,6 +62,8 @@ class Run:
     compile: bool = False
     #: One-line notes from building the run (kept launch values on resume, warnings), shown at the start.
     notes: list[str] = field(default_factory=list)
+    #: Where this process came from (command, git commit, versions, device, host): provenance.json.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def info(self) -> DataInfo:

@@ -65,10 +65,15 @@ class TrainConfig:
     device: str = "auto"
     resume: Optional[str] = None
     out_dir: Optional[str] = None
+    optimized_metric: Optional[str] = None
+    optimized_mode: str = "min"
 
 
 def register() -> None:
+    from ganexp.sweep import register_resolver
+
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    register_resolver()  # ${ganexp_job_name:} names sweep folders
 
 
 register()

@@ -247,8 +247,8 @@ def test_ring8_losses_sweep_runs_one_job_per_loss(tmp_path):
                         "hydra.sweep.dir=sweep"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert len(runs) == 3 and all("experiment=ring8_losses" in n for n in runs)
-    losses = {n.split("loss=")[1].split(",")[0]: n for n in runs}
+    assert runs == ["0_loss-gan", "1_loss-lsgan", "2_loss-wgan_gp"]  # named by the swept values only
+    losses = {n.split("loss-")[1]: n for n in runs}
     assert set(losses) == {"gan", "lsgan", "wgan_gp"}
     targets = {"gan": "losses.GAN", "lsgan": "losses.LSGAN", "wgan_gp": "losses.WGANGP"}
     for loss, n in losses.items():

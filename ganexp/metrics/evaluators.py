@@ -166,3 +166,34 @@ class KDEPlot:
 
     def figures(self, sampler, step: int) -> dict:
         return {self.name: kde_figure(_sample(sampler, self.n, self.seed, self.device).cpu(), self.real)}
+
+
+class Default:
+    """The metrics a run gets unless it chooses others, picked from the data so they work offline:
+    classifier FID and IS on labelled images (at n = half the dataset, at most 10,000, so the FID
+    floor is at the score's own size), mode coverage on 2D mixtures, nothing elsewhere (a note says
+    so once). The logged names are those of the metrics it runs (``fid_clf``, ``is_clf``, ``modes``)."""
+
+    def __init__(self, data, device="cpu", num_samples: int | None = None, batch_size: int = 500,
+                 cache_dir: str = "~/.cache/ganexp", seed: int = 0):
+        info, self.metrics, self.note = data.info, [], None
+        if info.kind == "points":
+            if hasattr(data, "centers"):
+                self.metrics = [ModeCoverage(data, device, "modes", seed=seed)]
+            else:
+                self.note = f"no default metric for '{info.name}' (2D points without mode centers): choose metrics=[kde]"
+        elif info.num_classes:
+            n = num_samples or max(1, min(10_000, len(data) // 2))
+            kw = dict(device=device, num_samples=n, batch_size=batch_size, cache_dir=cache_dir, seed=seed)
+            self.metrics = [FID("fid_clf", data, **kw), IS("is_clf", data, **kw)]
+        else:
+            self.note = (f"no default metric for '{info.name}' (images without labels: the offline classifier needs "
+                         f"them): choose metrics=[fid] with the Inception weights, or metrics=[] to silence this")
+        self.name = "+".join(m.name for m in self.metrics) or "none"
+        self.n = max((m.n for m in self.metrics), default=0)
+
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.metrics:
+            out.update(m(sampler, step))
+        return out
