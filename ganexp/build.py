@@ -11,12 +11,12 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ganexp import checkpoint
+from ganexp import checkpoint, files
 from ganexp.data import DataInfo
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.hooks import Hook
 from ganexp.losses import Loss
-from ganexp.monitor import Monitor
+from ganexp.monitor import Monitor, say
 from ganexp.run import Run, Schedule
 from ganexp.sampling import Latent
 
@@ -127,8 +127,9 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
 
 
 def output_dir(cfg: DictConfig) -> Path:
+    """The run folder: out_dir (the CLI makes it Hydra's run folder too), else Hydra's run folder."""
     if cfg.out_dir:
-        return Path(cfg.out_dir)
+        return Path(cfg.out_dir).expanduser()
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -186,6 +187,9 @@ def build_run(cfg: DictConfig) -> Run:
     if state is not None:
         check_resume(cfg, state["config"])
     out_dir = checkpoint.resolve(cfg.resume).parent.parent if cfg.resume else output_dir(cfg)
+    # a file, a read-only folder, a live run or (unless overwrite=true) an earlier run: one line
+    for note in files.prepare_run_dir(out_dir, overwrite=cfg.get("overwrite", False), resuming=bool(cfg.resume)):
+        say(note)
 
     data = _make(cfg.dataset, "dataset").to(device)
     info = data.info

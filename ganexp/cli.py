@@ -5,16 +5,19 @@ the subcommand is taken off sys.argv first and picks one @hydra.main function.
 """
 from __future__ import annotations
 
+import difflib
 import sys
+from dataclasses import fields
+from importlib import resources
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from ganexp import schema  # noqa: F401  (registers the typed schema before composition)
+from ganexp import files, schema  # schema registers the typed schema before composition
 from ganexp.errors import GanexpError
-from ganexp.monitor import console
+from ganexp.monitor import console, log, say
 
 CONF = "pkg://ganexp.conf"
 
@@ -30,7 +33,15 @@ commands:
 
 
 def _fail(e: GanexpError) -> None:
+    if log.hasHandlers():  # train.log under Hydra; never Python's last-resort second copy on stderr
+        log.error(str(e), extra={"ganexp_shown": True})
     console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+def _usage_error(msg: str) -> None:
+    """A mistake found before Hydra runs: one line on stderr, exit 2."""
+    print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -41,11 +52,11 @@ def train_main(cfg: DictConfig) -> float | None:
 
     try:
         run = build_run(cfg)
-        console.print(f"run folder: {run.out_dir}", highlight=False)
+        say(f"run folder: {run.out_dir}")
         final = train(run)
     except GanexpError as e:
         _fail(e)
-    console.print(f"done: {run.out_dir}  (tensorboard --logdir {run.out_dir.parent})", highlight=False)
+    say(f"done: {run.out_dir}  (tensorboard --logdir {run.out_dir.parent})")
     return final.get("loss/g")
 
 
@@ -57,10 +68,17 @@ def sample_main(cfg: DictConfig) -> None:
         path = sample(cfg)
     except GanexpError as e:
         _fail(e)
-    console.print(f"wrote {path}", highlight=False)
+    say(f"wrote {path}")
 
 
-COMMANDS = {"train": train_main, "sample": sample_main}
+def _eval_main() -> None:
+    from ganexp.evaluate import eval_main
+
+    eval_main()
+
+
+COMMANDS = {"train": train_main, "sample": sample_main, "eval": _eval_main}
+CONFIG_NAMES = {"train": "train", "sample": "sample", "eval": "eval"}
 
 
 def _key(override: str) -> str:
@@ -92,23 +110,115 @@ def _resume_args(args: list[str]) -> list[str]:
     return args
 
 
+def _parse(args: list[str]) -> list:
+    """Hydra's own parse of each override; flags, their values and what does not parse are skipped
+    (Hydra reports those itself)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, out = OverridesParser.create(), []
+    for a in args:
+        if "=" not in a and not a.startswith("~") or a.startswith("-"):
+            continue
+        try:
+            out += parser.parse_overrides([a])
+        except Exception:
+            pass
+    return out
+
+
+def _choices(group: str) -> list[str]:
+    try:
+        return sorted(p.name[:-5] for p in (resources.files("ganexp.conf") / group).iterdir() if p.name.endswith(".yaml"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _known_keys(config_name: str) -> tuple[set[str], set[str]]:
+    """(top-level keys, config groups) of a primary config: its YAML keys, its defaults list, the
+    typed schema's fields; what Hydra itself would accept without a +."""
+    root = OmegaConf.load(resources.files("ganexp.conf") / f"{config_name}.yaml")
+    keys = {k for k in root if k != "defaults"}
+    groups = set()
+    for d in root.get("defaults") or []:
+        name = d if isinstance(d, str) else next(iter(d))
+        if name == "train_schema":
+            keys |= {f.name for f in fields(schema.TrainConfig)}
+        elif not name.startswith("override ") and name != "_self_" and (resources.files("ganexp.conf") / name).is_dir():
+            groups.add(name)
+    return keys | groups, groups
+
+
+def _check_overrides(cmd: str, args: list[str]) -> None:
+    """Catch the mistakes Hydra reports badly, before it composes: a misspelled key (Hydra suggests
+    `+los=...`) and an unknown option in a multi-select group (`tricks=[nope]`, no list of options).
+    Everything else is left to Hydra."""
+    keys, groups = _known_keys(CONFIG_NAMES[cmd])
+    for o in _parse(args):
+        key = o.key_or_group
+        if o.type.name != "CHANGE" or key.startswith("hydra") or o.package:
+            continue
+        top = key.split(".")[0].split("/")[0]
+        if top not in keys:
+            near = difflib.get_close_matches(top, sorted(keys), n=1)
+            value = o.input_line.split("=", 1)[1] if "=" in o.input_line else ""
+            hint = f"did you mean {near[0]}{key[len(top):]}={value}? " if near else ""
+            _usage_error(f"unknown option '{key}'; {hint}(`ganexp {cmd} --help` lists them; +{key}=... adds a new key)")
+        if key in groups:
+            value = o.value()
+            wanted = list(o.sweep_string_iterator()) if o.is_sweep_override() else value if isinstance(value, list) else [value]
+            options = _choices(key)
+            bad = [v for v in wanted if isinstance(v, str) and v not in options]
+            if bad and isinstance(value, list):
+                _usage_error(f"{key}=[...]: no option '{bad[0]}'. Available options in '{key}': {', '.join(options)}")
+
+
+def _out_dir_args(args: list[str]) -> list[str]:
+    """`out_dir=X` names the whole run folder: Hydra's .hydra/ and train.log go there too. A folder
+    that is a file, in use, or holds an earlier run is refused here, before Hydra writes into it."""
+    parsed = {o.key_or_group: o for o in _parse(args) if o.type.name == "CHANGE"}
+    resume, out, run_dir = parsed.get("resume"), parsed.get("out_dir"), parsed.get("hydra.run.dir")
+    resuming = resume is not None and resume.value() not in (None, "null")
+    if resuming:
+        p = Path(str(resume.value())).expanduser()
+        d = p if p.is_dir() else p.parent.parent
+        who = files.RunLock.holder(d) if d.is_dir() else None
+        if who is not None:
+            _usage_error(files.locked_message(d, who))
+        return args
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    if out is not None and isinstance(out.value(), str):
+        if multirun:
+            _usage_error("out_dir names one run's folder and -m makes one per job: give hydra.sweep.dir=PATH instead")
+        raw = next(a for a in args if a.split("=", 1)[0] == "out_dir").split("=", 1)[1]
+        if run_dir is not None and run_dir.value() != out.value():
+            _usage_error("give the run folder once: out_dir=PATH (hydra.run.dir follows it)")
+        if run_dir is None:
+            args = [f"hydra.run.dir={raw}", *args]
+        target = Path(out.value()).expanduser()
+    elif run_dir is not None and isinstance(run_dir.value(), str) and not multirun:
+        target = Path(run_dir.value()).expanduser()
+    else:
+        return args
+    overwrite = "overwrite" in parsed and str(parsed["overwrite"].value()).lower() == "true"
+    problem = files.run_dir_problem(target, overwrite=overwrite)
+    if problem:
+        _usage_error(problem)
+    return args
+
+
 def main() -> None:
     args = sys.argv[1:]
-    if not args or args[0] in ("-h", "--help", "help"):
+    if args and args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
+    if not args:
+        print(USAGE, file=sys.stderr)
+        _usage_error("no command given; choose one of " + ", ".join(sorted(COMMANDS)))
     cmd, rest = args[0], args[1:]
-    if cmd == "eval":
-        try:
-            from ganexp.evaluate import eval_main
-        except ImportError:
-            print("error: `ganexp eval` is not available in this version", file=sys.stderr)
-            sys.exit(2)
-        COMMANDS["eval"] = eval_main
     if cmd not in COMMANDS:
-        print(f"error: unknown command '{cmd}'; choose one of {', '.join(sorted(COMMANDS))} (ganexp --help)", file=sys.stderr)
-        sys.exit(2)
+        _usage_error(f"unknown command '{cmd}'; choose one of {', '.join(sorted(COMMANDS))} (ganexp --help)")
+    _check_overrides(cmd, rest)
     if cmd == "train":
-        rest = _resume_args(rest)
+        rest = _resume_args(_out_dir_args(rest))
     sys.argv = [f"ganexp {cmd}", *rest]
     COMMANDS[cmd]()
