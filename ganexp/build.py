@@ -11,12 +11,12 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ganexp import checkpoint, provenance
+from ganexp import checkpoint, files, provenance
 from ganexp.data import DataInfo
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.hooks import Hook
 from ganexp.losses import Loss
-from ganexp.monitor import Monitor
+from ganexp.monitor import Monitor, say
 from ganexp.run import Run, Schedule
 from ganexp.sampling import Latent
 
@@ -171,8 +171,9 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
 
 
 def output_dir(cfg: DictConfig) -> Path:
+    """The run folder: out_dir (the CLI makes it Hydra's run folder too), else Hydra's run folder."""
     if cfg.out_dir:
-        return Path(cfg.out_dir)
+        return Path(cfg.out_dir).expanduser()
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -247,6 +248,17 @@ def keep_launch_values(cfg: DictConfig, saved: dict[str, Any], path: str = "") -
     return notes
 
 
+def check_objective(name: str | None, evaluators: list[Any]) -> None:
+    """``optimized_metric`` must be something a configured metric logs (``fid_clf``, or a value of
+    one such as ``modes_reverse_kl``), or a sweep would optimise nothing."""
+    if not name:
+        return
+    made = [n for ev in evaluators for n in str(getattr(ev, "name", "")).split("+") if n and n != "none"]
+    if not any(name == n or name.startswith(f"{n}_") for n in made):
+        have = f"the metrics here log {', '.join(made)}" if made else "no metric is configured (metrics=[...])"
+        raise ConfigError(f"optimized_metric={name} is not computed: {have}; choose one of them or add its metric")
+
+
 def build_run(cfg: DictConfig) -> Run:
     validate(cfg)
     device = resolve_device(cfg.device)
@@ -258,6 +270,9 @@ def build_run(cfg: DictConfig) -> Run:
         notes += keep_launch_values(cfg, state["config"])
         check_resume(cfg, state["config"])
     out_dir = checkpoint.resolve(cfg.resume).parent.parent if cfg.resume else output_dir(cfg)
+    # a file, a read-only folder, a live run or (unless overwrite=true) an earlier run: one line
+    for note in files.prepare_run_dir(out_dir, overwrite=cfg.get("overwrite", False), resuming=bool(cfg.resume)):
+        say(note)
 
     data = build_dataset(cfg.dataset).to(device)
     info = data.info
@@ -269,6 +284,7 @@ def build_run(cfg: DictConfig) -> Run:
                    cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0))
     evaluators, best = build_evaluators(cfg, data, device)
     notes += [ev.note for ev in evaluators if getattr(ev, "note", None)]
+    check_objective(cfg.optimized_metric, evaluators)
     run = Run(
         data=data, G=G, D=D, loss=loss, tricks=tricks, opt_g=opt_g, opt_d=opt_d, latent=latent, schedule=sch,
         fixed_z=torch.empty(0), fixed_y=None, out_dir=out_dir, device=device,

@@ -7,17 +7,17 @@ from typing import Any
 
 import torch
 
+from ganexp import files
 from ganexp.errors import CheckpointError
 
 REQUIRED = ("G", "D", "step", "config", "data_info")
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Write to a temporary file beside the target, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Serialise in memory, then write atomically (files.atomic_write): a crash or a full disk never
+    leaves half a file, and the previous checkpoint stays as it was. A full disk is one line
+    (files.DiskFull) naming the path and the space needed."""
+    files.torch_save(path, state)
 
 
 def resolve(path: str | os.PathLike) -> Path:

@@ -8,7 +8,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from ganexp import checkpoint
+from ganexp import checkpoint, files
 from ganexp.errors import GanexpError, TrainingDiverged
 from ganexp.hooks import HookSet, StepContext
 from ganexp.monitor import tensor_dict_to_floats
@@ -207,10 +207,20 @@ def _previous_final(run: Run) -> dict[str, float]:
 
 
 def train(run: Run) -> dict[str, float]:
-    """Train ``run`` to ``run.schedule.steps`` generator steps; return the final metrics.
-
+    """Train ``run`` to ``run.schedule.steps`` generator steps; return the final metrics. The run
+    folder is locked (``<run>/.lock``) from the start to every end, so no second run writes into it.
     Every exit (done, Ctrl-C, divergence, an error) writes ``metrics.json`` with a ``status`` and
     the run's hparams summary with every final scalar as an HPARAMS metric."""
+    lock = files.RunLock(run.out_dir).acquire()
+    if lock.note:
+        run.monitor.message(lock.note)
+    try:
+        return _train(run)
+    finally:
+        lock.release()
+
+
+def _train(run: Run) -> dict[str, float]:
     hooks = HookSet([run.loss, *run.tricks])
     sch, mon = run.schedule, run.monitor
     start, changed = _restore(run, hooks, run.resume_state) if run.resume_state else (0, [])

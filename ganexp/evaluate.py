@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 from rich.table import Table
 
-from ganexp import checkpoint
+from ganexp import checkpoint, files
 from ganexp.data import DataInfo
 from ganexp.errors import GanexpError
 from ganexp.monitor import console
@@ -66,9 +66,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], Path]:
     acc = {e.key: e.accuracy for e in clf if hasattr(e, "accuracy")}
     if acc:
         report["classifier_accuracy"] = acc
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)
+    files.write_text(out, json.dumps(report, indent=2))
     return values, out
 
 

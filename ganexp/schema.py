@@ -65,6 +65,7 @@ class TrainConfig:
     device: str = "auto"
     resume: Optional[str] = None
     out_dir: Optional[str] = None
+    overwrite: bool = False  # true: a new run may replace an earlier run in out_dir
     optimized_metric: Optional[str] = None
     optimized_mode: str = "min"
 

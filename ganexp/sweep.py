@@ -69,7 +69,13 @@ def job_name(_root_: DictConfig) -> str:
         swept |= set(params.keys())
     keep = [o for o in task if "=" in o and _key(o) not in NOT_NAMED and not _key(o).startswith("hydra")
             and (not swept or _key(o) in swept)]
-    return "_".join(_safe(f"{_key(o)}-{o.split('=', 1)[1]}") for o in keep) or "run"
+    return "_".join(f"{_safe(_key(o))}-{_value_name(o.split('=', 1)[1])}" for o in keep) or "run"
+
+
+def _value_name(value: str) -> str:
+    """``[ema,r1]`` -> ``ema-r1``, ``[]`` or ``null`` -> ``none``."""
+    v = re.sub(r"[\[\](){}'\"]", "", value)
+    return _safe(v) or "none"
 
 
 def register_resolver() -> None:

@@ -139,3 +139,96 @@ def test_error_line_keeps_bracketed_hints(capsys):
         _fail(GanexpError("offline: use metrics=[fid_clf] or tricks=[r1]"))
     assert e.value.code == 2
     assert "error: offline: use metrics=[fid_clf] or tricks=[r1]" in capsys.readouterr().out
+
+
+MLP = ["dataset=ring8", "model=mlp", "latent.dim=2"]
+
+
+def one_line_error(r, fragment):
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and fragment in out, out
+    assert "Traceback" not in out and len([l for l in out.splitlines() if l.startswith("error:")]) == 1, out
+
+
+def test_out_dir_is_the_whole_run_folder_and_train_log_holds_the_run(tmp_path):
+    """out_dir=X: Hydra's .hydra/ and train.log go there too, so resume=X finds the launch options;
+    train.log holds the run's messages, each printed once on the console."""
+    r = ganexp("train", *TINY, *MLP, "loss=lsgan", "out_dir=run", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = tmp_path / "run"
+    assert (run / ".hydra" / "overrides.yaml").is_file() and not (tmp_path / "outputs").exists()
+    log = (run / "train.log").read_text()
+    for line in ("run folder: run", "step 2/4", "step 4/4", "done: run"):
+        assert line in log and r.stdout.count(line) == 1, (line, log, r.stdout)
+    ok = ganexp("train", "resume=run", "train.steps=6", cwd=tmp_path)
+    assert ok.returncode == 0 and "resumed from step 4" in ok.stdout, ok.stdout + ok.stderr
+    assert "resumed from step 4" in (run / "train.log").read_text()
+    record = (run / ".hydra" / "config.yaml").read_text()
+    again = ganexp("train", *TINY, *MLP, "out_dir=run", cwd=tmp_path)
+    one_line_error(again, "error: run folder run already holds a run")
+    assert (run / ".hydra" / "config.yaml").read_text() == record  # the launch record is kept
+
+
+def test_a_closed_stdout_does_not_end_the_run(tmp_path):
+    """`ganexp train ... | head -1`: the reader goes away; training goes on to its checkpoint."""
+    p = subprocess.Popen([GANEXP, "train", *TINY, *MLP, "train.steps=30", "train.log_every=1", "train.ckpt_every=30",
+                          "out_dir=run"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # like head exiting
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and "Logging error" not in err, err
+    assert torch.load(tmp_path / "run" / "ckpt" / "last.pt", weights_only=True)["step"] == 30
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "stdout was closed" in log and "step 30/30" in log and "done: run" in log
+    s = subprocess.Popen([GANEXP, "sample", "ckpt=run", "n=4", "device=cpu", "out=pts.png"], cwd=tmp_path, env=ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    s.stdout.close()
+    err = s.stderr.read().decode()
+    assert s.wait(timeout=300) == 0 and "Traceback" not in err, err
+    assert (tmp_path / "pts.png").stat().st_size > 0
+
+
+def test_out_dir_that_is_a_file_is_refused_before_hydra_writes(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    one_line_error(ganexp("train", *TINY, "out_dir=notes.txt", cwd=tmp_path), "out_dir notes.txt is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def cli(*args, capsys, monkeypatch) -> tuple[int, str]:
+    """`ganexp ARGS` in this process, for mistakes caught before Hydra runs: (exit code, stdout + stderr)."""
+    from ganexp.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["ganexp", *args])
+    with pytest.raises(SystemExit) as e:
+        main()
+    out = capsys.readouterr()
+    return e.value.code, out.out + out.err
+
+
+def test_commands_and_a_missing_command(capsys, monkeypatch):
+    code, out = cli("frobnicate", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "error: unknown command 'frobnicate'; choose one of eval, sample, train" in out
+    code, out = cli(capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "usage: ganexp <command>" in out and "error: no command given" in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["tricks=[ema,nope]"], "error: tricks=[...]: no option 'nope'. Available options in 'tricks': checkpoint_swap, dragan, ema,"),
+    (["metrics=[nope]"], "error: metrics=[...]: no option 'nope'. Available options in 'metrics': fid, fid_clf,"),
+    (["los=lsgan"], "error: unknown option 'los'; did you mean loss=lsgan?"),
+    (["optimiser.d.lr=1e-3"], "did you mean optimizer.d.lr=1e-3?"),
+    (["-m", "seed=0,1", "out_dir=x"], "error: out_dir names one run's folder and -m makes one per job"),
+])
+def test_misspelled_keys_and_options_name_what_exists(args, fragment, capsys, monkeypatch):
+    code, out = cli("train", *args, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and fragment in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_valid_overrides_pass_the_early_checks():
+    """The early checks leave valid input to Hydra: tricks, metrics, groups, nested keys, + and hydra keys."""
+    from ganexp import cli as c
+
+    c._check_overrides("train", ["tricks=[ema,r1]", "metrics=[fid_clf]", "experiment=digits_mlp", "dataset.root=/x",
+                                 "+extra=1", "hydra.run.dir=y", "loss=gan,lsgan", "overwrite=true", "--cfg", "job"])
+    c._check_overrides("sample", ["ckpt=x", "mode=interp"])
+    c._check_overrides("eval", ["ckpt=x", "metrics=[kid]"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
@@ -117,12 +118,12 @@ class TensorData:
 class LoaderData:
     """A large dataset streamed through a DataLoader (workers, pinned memory), endlessly."""
 
-    def __init__(self, dataset: Dataset, info: DataInfo, num_workers: int = 4):
+    def __init__(self, dataset: Dataset, info: DataInfo, num_workers: int | None = None):
         if len(dataset) == 0:
             from ganexp.errors import DataError
 
             raise DataError(f"dataset '{info.name}' is empty")
-        self.dataset, self.info, self.num_workers = dataset, info, num_workers
+        self.dataset, self.info, self.num_workers = dataset, info, default_workers(num_workers)
         self.device = torch.device("cpu")
         self._it: Iterator | None = None
         self._batch = 0
@@ -154,7 +155,7 @@ class LoaderData:
     def real_batches(self, n: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """``n`` samples streamed in batches (for metric statistics). Draws with the training batch
         size when a stream is already open, so evaluation does not restart the worker pool."""
-        batch_size = self._batch or batch_size
+        batch_size = self._batch or min(batch_size, len(self.dataset))
         done = 0
         while done < n:
             x, y = self.sample(batch_size)
@@ -163,6 +164,11 @@ class LoaderData:
             done += k
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if n > len(self.dataset):  # the loader drops the incomplete batch: it would never yield one
+            from ganexp.errors import DataError
+
+            raise DataError(f"dataset '{self.info.name}' has {len(self.dataset)} samples, fewer than a batch of {n}; "
+                            f"lower train.batch_size to {len(self.dataset)} or less, or add data")
         if self._it is None or n != self._batch:
             self.close()
             self._it, self._batch = _forever(self._loader(n)), n
@@ -175,8 +181,23 @@ class LoaderData:
         return x, y
 
 
+def default_workers(num_workers: int | None) -> int:
+    """DataLoader worker processes: as asked, else min(4, the CPU cores this process may use)."""
+    if num_workers is not None:
+        return max(0, int(num_workers))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(4, cores)
+
+
 def _forever(loader: DataLoader) -> Iterator:
     """Endless batches. A free function, not a method: a generator holding ``self`` would make a
     reference cycle, and workers shut down by the cycle collector stall ~5 s each in join()."""
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:  # a pass without one full batch would loop forever at 100% CPU
+            from ganexp.errors import DataError
+
+            raise DataError(f"the data loader yields no full batch of {loader.batch_size}; lower train.batch_size")

@@ -79,7 +79,7 @@ class ImageFiles(Dataset):
 
 @binarizable
 def image_folder(root: str | None = None, resolution: int = 64, channels: int = 3, check_files: bool = True,
-                 num_workers: int = 4, name: str = "image_folder") -> LoaderData:
+                 num_workers: int | None = None, name: str = "image_folder") -> LoaderData:
     """Every image below ``root`` (recursive), resized and center-cropped to ``resolution``."""
     if not root:
         raise DataError("image_folder needs a folder: set dataset.root=PATH to a folder of PNG/JPEG/WebP images")

@@ -50,7 +50,7 @@ class PickAttribute:
 
 @binarizable
 def celeba(root: str = "~/.cache/ganexp/data", download: bool = False, split: str = "all", resolution: int = 64,
-           crop: int | None = None, attribute: str | None = None, num_workers: int = 4, name: str = "celeba") -> LoaderData:
+           crop: int | None = None, attribute: str | None = None, num_workers: int | None = None, name: str = "celeba") -> LoaderData:
     """CelebA through torchvision: ``root/celeba/img_align_celeba/*.jpg`` and its ``list_*.txt`` files.
     ``attribute`` (e.g. Male, Smiling) makes a 2-class label for conditional models."""
     from torchvision.datasets import CelebA
@@ -75,7 +75,7 @@ LSUN_CATEGORIES = ("bedroom", "bridge", "church_outdoor", "classroom", "conferen
 
 @binarizable
 def lsun(root: str = "~/.cache/ganexp/data", category: str | list[str] = "bedroom", split: str = "train",
-         resolution: int = 64, num_workers: int = 4, name: str = "lsun") -> LoaderData:
+         resolution: int = 64, num_workers: int | None = None, name: str = "lsun") -> LoaderData:
     """LSUN through torchvision: one LMDB folder ``root/<category>_<split>_lmdb`` per category; several
     categories become class labels. torchvision cannot download LSUN (see docs/datasets.md)."""
     from torchvision.datasets import LSUN

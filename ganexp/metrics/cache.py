@@ -3,12 +3,12 @@ and cached on disk (written to a temporary file, then renamed: a crash never lea
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ganexp import files
 from ganexp.metrics.realdata import dataset_fingerprint, real  # noqa: F401  (re-exported)
 from ganexp.metrics.fid import FeatureStats, fid_from_stats
 from ganexp.metrics.inception_score import inception_score
@@ -53,9 +53,6 @@ def reference(data, ext: nn.Module, n: int, cache_dir: str, batch_size: int = 50
         memo[key] = torch.load(path, map_location="cpu", weights_only=True)
         return memo[key]
     ref = compute_reference(data, ext, n, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(ref, tmp)
-    os.replace(tmp, path)
+    files.torch_save(path, ref, unique=True)
     memo[key] = ref
     return ref

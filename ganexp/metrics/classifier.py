@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganexp import files
 from ganexp.errors import ConfigError
 
 
@@ -118,8 +119,5 @@ def load_or_train(data, cache_dir: str | os.PathLike, fingerprint: str, seed: in
     net, acc = train_classifier(x, y, info.num_classes, seed)
     log(f"trained the feature classifier for '{info.name}' in {time.perf_counter() - t0:.0f}s: "
         f"held-out accuracy {acc:.2%} (cached at {path})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"arch": net.arch, "weights": net.state_dict(), "accuracy": acc}, tmp)
-    os.replace(tmp, path)
+    files.torch_save(path, {"arch": net.arch, "weights": net.state_dict(), "accuracy": acc}, unique=True)
     return net, acc
