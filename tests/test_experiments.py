@@ -19,7 +19,7 @@ from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import DataError
 from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge
-from tests.conftest import TINY, make_cfg, read_events
+from tests.conftest import TINY, docs_papers, make_cfg, plain, read_events
 from tests.test_cli import ENV, GANEXP
 from tests.test_data_torchvision import FIX, fake_lmdb, write_celeba, write_cifar
 
@@ -53,17 +53,24 @@ def preset_run(name: str, tmp_path: Path, monkeypatch, *overrides: str):
     return build_run(make_cfg([f"experiment={name}", *extra, *overrides], tmp_path / "run"))
 
 
+#: docs/experiments.md's table: each preset's row and the papers it names.
+PAPERS = docs_papers("experiments.md")
+
+
 def test_the_expected_presets_exist():
     assert {"grid25_mlp", "grid25_mlp_eval", "swiss_roll_wgan_gp", "iris_mlp", "digits_lsgan", "digits_wgan",
             "digits_wgan_gp", "digits_cgan", "digits_sngan", "digits_improved", "digits_ganhacks",
             "stacked_mnist_modes", "ring8_losses", *DOWNLOAD} <= set(PRESETS)
+    assert set(PAPERS) == set(PRESETS), "docs/experiments.md lists every preset, and only those"
 
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_each_preset_cites_a_paper_and_builds(name, tmp_path, monkeypatch):
     text = (CONF / "experiment" / f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_\n# "), "first a package line, then what it reproduces"
-    assert any(str(y) in text for y in range(1936, 2030)), "the comment names the paper's year"
+    comment = plain(" ".join(ln.lstrip("#") for ln in text.splitlines()[1:] if ln.startswith("#")))
+    assert PAPERS.get(name), f"docs/experiments.md has a row for {name} naming its paper"
+    assert [p for p in PAPERS[name] if p not in comment] == [], "the comment cites the papers docs/experiments.md names"
     run = preset_run(name, tmp_path, monkeypatch)
     z, y = run.latent.sample(2)
     x = run.G(z, y)
