@@ -76,3 +76,18 @@ def test_ganexp_eval_without_inception_weights_offline(digits_run, tmp_path):
     lines = p.stdout.strip().splitlines()
     assert len(lines) == 1 and "InceptionV3 weights" in lines[0] and "metrics=[fid_clf]" in lines[0]
     assert "Traceback" not in p.stderr
+
+
+def test_scoring_a_run_does_not_change_its_training(clf_cache, tmp_path, monkeypatch):  # noqa: F811
+    """The first evaluation loads the cached classifier; building it must not draw from the
+    training RNG, or a run with metrics=[fid_clf] trains differently from the same run without."""
+    from ganexp.metrics import features
+
+    monkeypatch.setattr(features, "_EXTRACTORS", {})  # a new process: only the file cache remains
+    scored = build_run(make_cfg(["metrics=[fid_clf]", "eval.every=2", "eval.num_samples=64",
+                                 f"eval.cache_dir={clf_cache}"], tmp_path / "scored"))
+    train(scored)
+    plain = build_run(make_cfg([], tmp_path / "plain"))
+    train(plain)
+    for k, v in plain.G.state_dict().items():
+        assert torch.equal(scored.G.state_dict()[k], v), k
