@@ -67,3 +67,22 @@ def docs_papers(md: str) -> dict[str, list[str]]:
         if m and len(cells) > col:
             rows[m.group(1)] = [plain(c) for c in CITATION.findall(plain(cells[col]))]
     return rows
+
+
+def fid_by_hand(a: torch.Tensor, b: torch.Tensor) -> float:
+    """FID (Heusel et al. 2017) of two feature samples, computed apart from ganexp.metrics: with
+    S1 = A A^T and S2 = B B^T (A, B the centred samples over sqrt(n - 1)), the non-zero eigenvalues
+    of S1 S2 are the squared singular values of A^T B, so tr sqrt(S1 S2) is its nuclear norm."""
+    a, b = a.double(), b.double()
+    A = (a - a.mean(0)).T / (len(a) - 1) ** 0.5
+    B = (b - b.mean(0)).T / (len(b) - 1) ** 0.5
+    trace_sqrt = torch.linalg.matrix_norm(A.T @ B, "nuc")
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + (A ** 2).sum() + (B ** 2).sum() - 2 * trace_sqrt)
+
+
+def is_by_hand(logits: torch.Tensor, splits: int) -> float:
+    """Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) per contiguous split, averaged."""
+    scores = []
+    for p in logits.double().softmax(1).chunk(splits):
+        scores.append((p * (p.log() - p.mean(0, keepdim=True).log())).sum(1).mean().exp())
+    return float(torch.stack(scores).mean())
