@@ -114,10 +114,10 @@ def test_scoring_a_run_does_not_change_its_training(clf_cache, tmp_path, monkeyp
     from ganexp.metrics import features
 
     monkeypatch.setattr(features, "_EXTRACTORS", {})  # a new process: only the file cache remains
-    scored = build_run(make_cfg(["metrics=[fid_clf]", "eval.every=2", "eval.num_samples=64",
+    scored = build_run(make_cfg(["model=mlp", "metrics=[fid_clf]", "eval.every=2", "eval.num_samples=64",
                                  f"eval.cache_dir={clf_cache}"], tmp_path / "scored"))
     train(scored)
-    plain = build_run(make_cfg([], tmp_path / "plain"))
+    plain = build_run(make_cfg(["model=mlp"], tmp_path / "plain"))
     train(plain)
     for k, v in plain.G.state_dict().items():
         assert torch.equal(scored.G.state_dict()[k], v), k
