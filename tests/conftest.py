@@ -1,6 +1,8 @@
 """Shared test helpers: compose the real configs, shrunk to a tiny CPU run in tmp_path."""
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,46 @@ def read_events(run_dir: Path):
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
     return acc
+
+
+#: A citation as the docs write it: "Salimans et al. 2016", "Mirza & Osindero 2014", "Fisher 1936", "ganhacks #8".
+CITATION = re.compile(r"[A-Z][^\s,;()]+(?: et al\.| & [A-Z][^\s,;()]+)? (?:19|20)\d\d|ganhacks #\d+")
+
+
+def plain(text: str) -> str:
+    """Whitespace collapsed and accents dropped (Kynkäänniemi == Kynkaanniemi)."""
+    text = unicodedata.normalize("NFKD", text)
+    return " ".join("".join(c for c in text if not unicodedata.combining(c)).split())
+
+
+def docs_papers(md: str) -> dict[str, list[str]]:
+    """{option: the citations in its "paper" column} from a catalogue table in docs/<md>."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / md).read_text()
+    header = next(ln for ln in text.splitlines() if ln.startswith("|") and "paper" in ln)
+    col = [c.strip() for c in header.strip("|").split("|")].index("paper")
+    rows = {}
+    for ln in text.splitlines():
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        m = re.fullmatch(r"`([a-z0-9_]+)`", cells[0]) if ln.startswith("|") else None
+        if m and len(cells) > col:
+            rows[m.group(1)] = [plain(c) for c in CITATION.findall(plain(cells[col]))]
+    return rows
+
+
+def fid_by_hand(a: torch.Tensor, b: torch.Tensor) -> float:
+    """FID (Heusel et al. 2017) of two feature samples, computed apart from ganexp.metrics: with
+    S1 = A A^T and S2 = B B^T (A, B the centred samples over sqrt(n - 1)), the non-zero eigenvalues
+    of S1 S2 are the squared singular values of A^T B, so tr sqrt(S1 S2) is its nuclear norm."""
+    a, b = a.double(), b.double()
+    A = (a - a.mean(0)).T / (len(a) - 1) ** 0.5
+    B = (b - b.mean(0)).T / (len(b) - 1) ** 0.5
+    trace_sqrt = torch.linalg.matrix_norm(A.T @ B, "nuc")
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + (A ** 2).sum() + (B ** 2).sum() - 2 * trace_sqrt)
+
+
+def is_by_hand(logits: torch.Tensor, splits: int) -> float:
+    """Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) per contiguous split, averaged."""
+    scores = []
+    for p in logits.double().softmax(1).chunk(splits):
+        scores.append((p * (p.log() - p.mean(0, keepdim=True).log())).sum(1).mean().exp())
+    return float(torch.stack(scores).mean())

@@ -15,11 +15,12 @@ from torch import nn
 from PIL import Image
 from torch.nn.utils import parametrize
 
-from ganexp.build import build_run
+from ganexp.build import build_run, load_generator
 from ganexp.engine import train
 from ganexp.errors import DataError
 from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge
-from tests.conftest import TINY, make_cfg, read_events
+from ganexp.metrics.modes import mode_coverage
+from tests.conftest import TINY, docs_papers, make_cfg, plain, read_events
 from tests.test_cli import ENV, GANEXP
 from tests.test_data_torchvision import FIX, fake_lmdb, write_celeba, write_cifar
 
@@ -53,17 +54,24 @@ def preset_run(name: str, tmp_path: Path, monkeypatch, *overrides: str):
     return build_run(make_cfg([f"experiment={name}", *extra, *overrides], tmp_path / "run"))
 
 
+#: docs/experiments.md's table: each preset's row and the papers it names.
+PAPERS = docs_papers("experiments.md")
+
+
 def test_the_expected_presets_exist():
     assert {"grid25_mlp", "grid25_mlp_eval", "swiss_roll_wgan_gp", "iris_mlp", "digits_lsgan", "digits_wgan",
             "digits_wgan_gp", "digits_cgan", "digits_sngan", "digits_improved", "digits_ganhacks",
             "stacked_mnist_modes", "ring8_losses", *DOWNLOAD} <= set(PRESETS)
+    assert set(PAPERS) == set(PRESETS), "docs/experiments.md lists every preset, and only those"
 
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_each_preset_cites_a_paper_and_builds(name, tmp_path, monkeypatch):
     text = (CONF / "experiment" / f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_\n# "), "first a package line, then what it reproduces"
-    assert any(str(y) in text for y in range(1936, 2030)), "the comment names the paper's year"
+    comment = plain(" ".join(ln.lstrip("#") for ln in text.splitlines()[1:] if ln.startswith("#")))
+    assert PAPERS.get(name), f"docs/experiments.md has a row for {name} naming its paper"
+    assert [p for p in PAPERS[name] if p not in comment] == [], "the comment cites the papers docs/experiments.md names"
     run = preset_run(name, tmp_path, monkeypatch)
     z, y = run.latent.sample(2)
     x = run.G(z, y)
@@ -215,19 +223,31 @@ def test_dcgan_presets_are_radford_et_al(name, resolution, batch, tmp_path, monk
     assert make_cfg([f"experiment={name}"], tiny=False).train.batch_size == batch
 
 
+#: Presets scored by 2D mode coverage while they train.
+MODE_PRESETS = {"ring8_mlp_eval", "grid25_mlp_eval", "ring8_losses"}
+
+
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_presets_train_end_to_end(name, tmp_path, monkeypatch):
     # classifier metrics (stacked modes, fid_clf) first train a digit classifier: too slow for this suite
     slow = {"stacked_mnist_modes", "digits_mlp_eval"}
     extra = ["metrics=[]"] if name in slow else ["eval.num_samples=64"]
+    if name in MODE_PRESETS:  # one sampler batch (the engine samples in batches of 256)
+        extra.append("eval.metrics.modes.num_samples=256")
     run = preset_run(name, tmp_path, monkeypatch, *extra)
     g0 = [p.detach().clone() for p in run.G.parameters()]
     final = train(run)
     assert final["step"] == 4 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])
     assert json.loads((run.out_dir / "metrics.json").read_text())["step"] == 4
     assert any(not torch.equal(a, b) for a, b in zip(g0, run.G.parameters()))
-    if any(type(e).__name__ == "ModeCoverage" for e in run.evaluators):
-        assert 0 <= final["metrics/modes"] <= len(run.data.centers)
+    assert any(type(e).__name__ == "ModeCoverage" for e in run.evaluators) == (name in MODE_PRESETS)
+    if name in MODE_PRESETS:  # the logged scores are those of the final sampling G's 256 samples from seed 0
+        G, latent, _ = load_generator(str(run.out_dir), device="cpu")
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(0)
+            r = mode_coverage(G(*latent.sample(256)), run.data.centers, run.data.std)
+        assert final["metrics/modes"] == r["modes"] and final["metrics/modes_hq_percent"] == pytest.approx(r["hq_percent"])
+        assert final["metrics/modes_reverse_kl"] == pytest.approx(r["reverse_kl"])
 
 
 def test_ring8_losses_carries_its_own_sweep():

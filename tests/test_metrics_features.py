@@ -12,7 +12,9 @@ from ganexp.metrics import cache, classifier
 from ganexp.metrics.evaluators import FID, IS, KID, ModeCoverage, PrecisionRecall
 from ganexp.metrics.features import get_extractor
 from ganexp.metrics.inception import INCEPTION_FILE, InceptionFeatures
+from ganexp.metrics.realdata import real
 from ganexp.metrics.fid import fid_from_feats
+from tests.conftest import fid_by_hand, is_by_hand
 
 
 class FixedSampler:
@@ -87,6 +89,19 @@ def test_classifier_metrics_need_labels():
         FID("fid_clf", ring(num_points=1000))
 
 
+def test_mode_coverage_of_a_sampler_on_5_of_8_modes():
+    """A generator that puts its samples on exactly five of the eight ring modes (and a few
+    stragglers far from any) scores 5 modes, and the high-quality share of the samples it put there."""
+    data = ring(num_points=1000)
+    g = torch.Generator().manual_seed(0)
+    on = data.centers[[0, 2, 3, 5, 7]].repeat_interleave(450, 0) + data.std * torch.randn(2250, 2, generator=g)
+    x = torch.cat([on, torch.zeros(250, 2)])  # 250 at the centre: nearest to some mode, far from all
+    r = ModeCoverage(data, num_samples=2500)(FixedSampler(x[torch.randperm(2500, generator=g)]), 0)
+    within = (on - data.centers[[0, 2, 3, 5, 7]].repeat_interleave(450, 0)).norm(dim=1) <= 3 * data.std
+    assert r["modes"] == 5.0 and r["modes_hq_percent"] == pytest.approx(100 * within.sum().item() / 2500)
+    assert r["modes_hq_percent"] < 90.0  # the 250 at the centre are not high quality
+
+
 def test_mode_coverage_of_real_ring_points():
     data = ring(num_points=5000)
     r = ModeCoverage(data)(FixedSampler(data.x), 0)
@@ -131,11 +146,21 @@ def test_inception_path_matches_torchmetrics_fid(inception_file):
 
 
 def test_inception_metrics_run_from_a_local_weights_file(inception_file, data, tmp_path):
-    sampler = FixedSampler(torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    fake = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    sampler = FixedSampler(fake)
     kw = dict(data=data, num_samples=4, cache_dir=str(tmp_path), inception_weights=inception_file)
-    fid = FID("fid", features="inception", **kw)(sampler, 0)
-    assert fid["fid"] > 0 and fid["fid_baseline"] > 0 and all(map(torch.isfinite, map(torch.tensor, fid.values())))
-    assert 1.0 <= IS("is", features="inception", **kw)(sampler, 0)["is"] <= 1008
+    metric = FID("fid", features="inception", **kw)
+    fid = metric(sampler, 0)
+    assert set(fid) == {"fid", "fid_baseline"} and metric.ext.key.startswith("inception-v3")
+    # recomputed apart from the evaluator: the network's pool features of these 4 fakes and of
+    # the first 4 real digits of the fixed shuffle
+    with torch.inference_mode():
+        f_fake, logits = metric.ext(fake)
+        f_real, _ = metric.ext(torch.cat(list(real(data, 4, 4))))
+    assert f_fake.shape == (4, 2048) and logits.shape == (4, 1008)
+    assert fid["fid"] == pytest.approx(fid_by_hand(f_real, f_fake), rel=1e-4)
+    # 4 samples make 4 splits of one: each split's marginal is its own prediction, so IS is 1 exactly
+    assert IS("is", features="inception", **kw)(sampler, 0)["is"] == pytest.approx(is_by_hand(logits, 4), abs=1e-9)
 
 
 def test_without_weights_offline_the_error_is_one_line(data, monkeypatch, tmp_path):

@@ -15,6 +15,7 @@ from ganexp.metrics.inception_score import SplitScores, inception_score
 from ganexp.metrics.kid import kid, mmd2_poly
 from ganexp.metrics.modes import mode_coverage, reverse_kl_uniform, stacked_labels, stacked_mode_coverage
 from ganexp.metrics.precision_recall import precision_recall
+from tests.conftest import fid_by_hand, is_by_hand
 
 
 def test_fid_of_a_sample_with_itself_is_zero_and_a_shift_adds_its_squared_norm():
@@ -34,6 +35,8 @@ def test_fid_matches_the_scipy_formula_and_streaming_matches_one_batch():
     s1, s2 = np.cov(a.double().numpy(), rowvar=False), np.cov(b.double().numpy(), rowvar=False)
     expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
     assert fid_from_feats(a, b) == pytest.approx(expected, rel=1e-8)
+    assert fid_by_hand(a, b) == pytest.approx(expected, rel=1e-8)  # the tests' own reference, checked here
+    assert is_by_hand(50 * torch.eye(10)[torch.arange(1000) % 5], 1) == pytest.approx(5.0, rel=1e-6)
     streamed = FeatureStats()
     for chunk in b.split(333):
         streamed.update(chunk)

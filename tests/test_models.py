@@ -140,11 +140,22 @@ def test_concat_features_carry_the_label_for_feature_matching():
     assert feature_distance(D.features(x, y), D.features(x, (y + 3) % K)) > 0
 
 
-def test_feature_matching_with_a_concat_discriminator(tmp_path):
+def test_feature_matching_with_a_concat_discriminator(tmp_path, monkeypatch):
+    from ganexp.tricks.objective import FeatureMatching, feature_distance
+
+    seen = []  # the G steps' contexts, as the trick got them
+    on_g_loss = FeatureMatching.on_g_loss
+    monkeypatch.setattr(FeatureMatching, "on_g_loss", lambda self, loss, ctx: seen.append(ctx) or on_g_loss(self, loss, ctx))
     run = build_run(make_cfg(["model=mlp", "dataset=sklearn_digits", "dataset.resolution=16", "conditional=true",
                               "discriminator.cond=concat", "tricks=[feature_matching]"], tmp_path))
     final = train(run)
-    assert math.isfinite(final["trick/feature_matching/value"]) and final["trick/feature_matching/value"] > 0
+    # the last logged value: D's (final) features of the last G step's real and fake batches, each with its labels
+    ctx = seen[-1]
+    with torch.no_grad():
+        want = feature_distance(run.D.features(ctx.real, ctx.y_real), run.D.features(ctx.fake.detach(), ctx.y_fake))
+        without_y = feature_distance(run.D.features(ctx.real, ctx.y_fake), run.D.features(ctx.fake.detach(), ctx.y_real))
+    assert final["trick/feature_matching/value"] == pytest.approx(want.item(), rel=1e-5)
+    assert not math.isclose(want.item(), without_y.item(), rel_tol=1e-3)  # the labels matter to the value
     x, y = run.data.sample(8)
     assert not torch.equal(run.D.features(x, y), run.D.features(x, (y + 1) % 10))  # the matched features see y
 

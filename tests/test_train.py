@@ -62,7 +62,9 @@ def test_2d_run_logs_a_scatter_plot_over_the_d_landscape(tmp_path):
     run.D.eval()
     with torch.no_grad():
         assert torch.allclose(v[4, 0], run.D(torch.tensor([[-3.0, 3.0]]), None)[0])  # D at (x=-3, y=3)
-        assert v.std() > 0
+        u = torch.linspace(-3, 3, 5)  # every cell: row i is y = u[i], column j is x = u[j]
+        grid = torch.stack([u.repeat(5), u.repeat_interleave(5)], 1)
+        torch.testing.assert_close(v, run.D(grid, None).view(5, 5))
     from ganexp.models import MLPDiscriminator
 
     assert d_landscape(MLPDiscriminator((2,), "points", num_classes=3), 3.0) is None  # no single landscape

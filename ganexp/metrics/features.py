@@ -56,12 +56,14 @@ def get_extractor(kind: str, data, device: torch.device, cache_dir: str, seed: i
     if kind == "inception":
         key = ("inception", path, str(device))
         if key not in _EXTRACTORS:
-            _EXTRACTORS[key] = InceptionFeatures(path).to(device)
+            with torch.random.fork_rng(devices=[]):  # a module's init draws from the training run's RNG
+                _EXTRACTORS[key] = InceptionFeatures(path).to(device)
         return _EXTRACTORS[key]
     fp = dataset_fingerprint(data)
     key = ("clf", fp, str(Path(cache_dir).expanduser()), seed, str(device))
     if key not in _EXTRACTORS:
-        net, acc = load_or_train(data, cache_dir, fp, seed, log=lambda m: console.print(m, highlight=False))
+        with torch.random.fork_rng(devices=[]):
+            net, acc = load_or_train(data, cache_dir, fp, seed, log=lambda m: console.print(m, highlight=False))
         console.print(f"feature classifier for '{data.info.name}': held-out accuracy {acc:.2%}", highlight=False)
         _EXTRACTORS[key] = ClassifierFeatures(net, acc, f"clf-{fp}-s{seed}").to(device)
     return _EXTRACTORS[key]
