@@ -302,6 +302,10 @@ def _train(run: Run) -> dict[str, float]:
         try:
             mon.write_json("metrics.json", final)
             mon.hparams(run.hparams, final)
+        except Exception:
+            if status == "done":
+                raise
+            # the error that ended the run is the one to report (a full disk fails this write too)
         finally:
             mon.close()
     return final

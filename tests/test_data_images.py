@@ -91,7 +91,7 @@ def test_cli_trains_on_each_toy_set_and_the_packaged_digits(tmp_path):
                "train.batch_size=32", "train.log_every=10", "train.sample_every=20", "train.ckpt_every=20",
                "train.num_fixed=16", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    runs = {p.name.split("dataset=")[1].split(",")[0]: p for p in (tmp_path / "sweep").iterdir() if p.is_dir()}
+    runs = {p.name.split("dataset-")[1]: p for p in (tmp_path / "sweep").iterdir() if p.is_dir()}
     assert sorted(runs) == sorted(sets)
     for name, run in runs.items():
         final = json.loads((run / "metrics.json").read_text())

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganexp.build import build_run, load_generator
+from ganexp.build import build_run
+from ganexp.load import load_generator
 from ganexp.data.digits import digits
 from ganexp.data.toy import ring_centers
 from ganexp.engine import train

@@ -15,7 +15,8 @@ from torch import nn
 from PIL import Image
 from torch.nn.utils import parametrize
 
-from ganexp.build import build_run, load_generator
+from ganexp.build import build_run
+from ganexp.load import load_generator
 from ganexp.engine import train
 from ganexp.errors import DataError
 from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge
@@ -224,14 +225,14 @@ def test_dcgan_presets_are_radford_et_al(name, resolution, batch, tmp_path, monk
 
 
 #: Presets scored by 2D mode coverage while they train.
-MODE_PRESETS = {"ring8_mlp_eval", "grid25_mlp_eval", "ring8_losses"}
+MODE_PRESETS = {"ring8_mlp_eval", "grid25_mlp_eval", "ring8_losses", "study_ring8_losses", "study_ring8_tricks"}
 
 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_presets_train_end_to_end(name, tmp_path, monkeypatch):
     # classifier metrics (stacked modes, fid_clf) first train a digit classifier: too slow for this suite
-    slow = {"stacked_mnist_modes", "digits_mlp_eval"}
-    extra = ["metrics=[]"] if name in slow else ["eval.num_samples=64"]
+    slow = {"stacked_mnist_modes", "digits_mlp_eval", "study_digits_losses"}
+    extra = ["metrics=[]", "optimized_metric=null"] if name in slow else ["eval.num_samples=64"]
     if name in MODE_PRESETS:  # one sampler batch (the engine samples in batches of 256)
         extra.append("eval.metrics.modes.num_samples=256")
     run = preset_run(name, tmp_path, monkeypatch, *extra)
