@@ -24,6 +24,7 @@ commands:
   train    train a GAN           ganexp train loss=lsgan model=dcgan
   sample   sample a checkpoint   ganexp sample ckpt=outputs/train/<run> mode=interp
   eval     score a checkpoint    ganexp eval ckpt=outputs/train/<run>
+  compare  tabulate a study      ganexp compare outputs/sweeps/<time> --sort fid_clf --plot fid_clf
 
 `ganexp <command> --help` lists its config groups and options;
 `ganexp train --cfg job` prints the composed config; `ganexp train -m loss=gan,lsgan` sweeps."""
@@ -98,6 +99,9 @@ def main() -> None:
         print(USAGE)
         return
     cmd, rest = args[0], args[1:]
+    if cmd == "compare":  # plain argparse, no Hydra
+        from ganexp.compare import main as compare_main
+        sys.exit(compare_main(rest))
     if cmd == "eval":
         try:
             from ganexp.evaluate import eval_main

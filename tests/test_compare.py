@@ -209,3 +209,16 @@ def test_bad_input_is_one_line_on_stderr_exit_2_and_writes_nothing(sweep, tmp_pa
     assert len(err) == 1 and err[0].startswith(message.format(**fill)), err
     assert not list(root.glob("compare*"))
 
+
+def test_the_ganexp_command_dispatches_compare(sweep, tmp_path, monkeypatch, capsys):
+    from ganexp import cli
+
+    root, _ = sweep
+    monkeypatch.setattr(sys, "argv", ["ganexp", "compare", str(root), "--sort", "is_clf"])
+    with pytest.raises(SystemExit) as ok:
+        cli.main()
+    assert ok.value.code == 0 and f"wrote {root / 'compare.md'}" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["ganexp", "compare", str(tmp_path / "nowhere")])
+    with pytest.raises(SystemExit) as bad:
+        cli.main()
+    assert bad.value.code == 2 and capsys.readouterr().err.splitlines() == [f"error: not a folder: {tmp_path / 'nowhere'}"]
