@@ -187,11 +187,11 @@ def summarise(groups: dict[tuple, list[Run]], sort: str | None = None, descendin
     rows, metrics = [], []
     for key, runs in groups.items():
         d = dict(key)
-        used = [r for r in runs if include_all or r.status == "done"]
         over = {k: d.get(k, "(default)") for k in columns}
         label = " ".join(f"{k}={v}" for k, v in (over.items() if columns else key)) or "(defaults)"
-        rows.append(Row(label, over, used, [r for r in runs if r not in used]))
-        metrics += [m for r in used for m in r.final]
+        used = [include_all or r.status == "done" for r in runs]
+        rows.append(Row(label, over, [r for r, u in zip(runs, used) if u], [r for r, u in zip(runs, used) if not u]))
+        metrics += [m for r in rows[-1].runs for m in r.final]
     metrics = list(dict.fromkeys(m for m in metrics if not m.startswith("loss/")))
     metrics += sorted({m for row in rows for r in row.runs for m in r.final if m.startswith("loss/")})
     for row in rows:
