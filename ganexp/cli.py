@@ -28,6 +28,7 @@ commands:
   train    train a GAN           ganexp train loss=lsgan model=dcgan
   sample   sample a checkpoint   ganexp sample ckpt=outputs/train/<run> mode=interp
   eval     score a checkpoint    ganexp eval ckpt=outputs/train/<run>
+  compare  tabulate a study      ganexp compare outputs/sweeps/<time> --sort fid_clf --plot fid_clf
 
 `ganexp <command> --help` lists its config groups and options;
 `ganexp train --cfg job` prints the composed config; `ganexp train -m loss=gan,lsgan` sweeps."""
@@ -249,10 +250,13 @@ def main() -> None:
         return
     if not args:
         print(USAGE, file=sys.stderr)
-        _usage_error("no command given; choose one of " + ", ".join(sorted(COMMANDS)))
+        _usage_error("no command given; choose one of " + ", ".join(sorted([*COMMANDS, "compare"])))
     cmd, rest = args[0], args[1:]
+    if cmd == "compare":  # plain argparse, no Hydra
+        from ganexp.compare import main as compare_main
+        sys.exit(compare_main(rest))
     if cmd not in COMMANDS:
-        _usage_error(f"unknown command '{cmd}'; choose one of {', '.join(sorted(COMMANDS))} (ganexp --help)")
+        _usage_error(f"unknown command '{cmd}'; choose one of {', '.join(sorted([*COMMANDS, 'compare']))} (ganexp --help)")
     _check_overrides(cmd, rest)
     if cmd == "train":
         rest = _resume_args(_out_dir_args(rest))

@@ -207,7 +207,7 @@ def cli(*args, capsys, monkeypatch) -> tuple[int, str]:
 
 def test_commands_and_a_missing_command(capsys, monkeypatch):
     code, out = cli("frobnicate", capsys=capsys, monkeypatch=monkeypatch)
-    assert code == 2 and "error: unknown command 'frobnicate'; choose one of eval, sample, train" in out
+    assert code == 2 and "error: unknown command 'frobnicate'; choose one of compare, eval, sample, train" in out
     code, out = cli(capsys=capsys, monkeypatch=monkeypatch)
     assert code == 2 and "usage: ganexp <command>" in out and "error: no command given" in out
 
