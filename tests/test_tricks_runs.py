@@ -27,7 +27,7 @@ NEEDS = {"temperature_anneal": "generator.output=relaxed_bernoulli"}
 
 
 def test_the_catalogue_is_complete():
-    assert len(TRICKS) == 23 and {"ema", "spectral_norm", "virtual_batch_norm", "checkpoint_swap"} <= set(TRICKS)
+    assert len(TRICKS) == 25 and {"ema", "spectral_norm", "virtual_batch_norm", "checkpoint_swap"} <= set(TRICKS)
 
 
 @pytest.mark.parametrize("name", TRICKS)
