@@ -190,3 +190,24 @@ def test_tuned_ring_preset_finds_all_eight_modes_with_high_quality(tmp_path):
     final = train(run)
     assert final["metrics/modes"] == 8
     assert final["metrics/modes_hq_percent"] >= 90
+
+
+@pytest.mark.parametrize("opt", [["optimizer=adam"], ["optimizer=sgd"], ["optimizer=rmsprop", "optimizer.d.momentum=0.5"]])
+def test_one_unrolled_step_is_the_step_d_optimiser_would_take_from_its_state(opt, cfg_factory):
+    import copy
+
+    run = build_run(cfg_factory(*RING, *opt, "tricks=[unrolled]", "tricks.unrolled.k=1",
+                                "tricks.unrolled.second_order=false", "train.steps=3"))
+    train(run)  # D's optimiser has moments and a step count
+    real, _ = run.data.sample(8)
+    fake = run.G(run.latent.sample(8)[0]).detach()
+    t = run.loss.targets(8, "cpu")
+    theta = run.tricks[0].unroll(run.D, real, None, fake, None, t)
+
+    D2 = copy.deepcopy(run.D)
+    opt2 = type(run.opt_d)(D2.parameters(), **run.opt_d.defaults)
+    opt2.load_state_dict(run.opt_d.state_dict())
+    run.loss.d_loss(D2(real, None), D2(fake, None), t).backward()
+    opt2.step()
+    for name, p in D2.named_parameters():
+        torch.testing.assert_close(theta[name], p.detach(), rtol=1e-5, atol=1e-7)

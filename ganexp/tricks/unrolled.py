@@ -76,6 +76,7 @@ class Unrolled(Hook):
     def __init__(self, k: int = 5, second_order: bool = True):
         require(isinstance(k, int) and k >= 1, f"unrolled.k must be an integer >= 1, got {k}")
         self.k, self.second_order = k, second_order
+        self._t: int | None = None  # D's optimiser step count
 
     def setup(self, run) -> None:
         opt = run.opt_d
@@ -99,13 +100,19 @@ class Unrolled(Hook):
 
     def _state(self, params: list[Tensor]) -> tuple[list[dict], int]:
         """D's optimiser state per parameter (detached) and its step count; zeros before its first step."""
-        states, t = [], 0
+        states = []
         for p in params:
             s = self.opt.state.get(p, {})
-            t = max(t, int(s["step"])) if "step" in s else t
             keys = {*_EMPTY[type(self.opt)], *s} - {"step"}
             states.append({k: s[k].detach() if isinstance(s.get(k), Tensor) else s.get(k, torch.zeros_like(p)) for k in keys})
-        return states, t
+        if self._t is None:  # read once (a host sync on a capturable optimiser), then counted in after_d_step
+            s = self.opt.state.get(params[0], {})
+            self._t = int(s["step"]) if "step" in s else 0
+        return states, self._t
+
+    def after_d_step(self, step: int) -> None:
+        if self._t is not None:
+            self._t += 1
 
     def unroll(self, D: nn.Module, real: Tensor, y_real, fake: Tensor, y_fake, t: Targets | None) -> Params:
         """theta_D^K: K differentiable optimiser steps of D's loss from D's current parameters."""
