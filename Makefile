@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.ganexp-installed
 ARGS ?=
 
-.PHONY: install train test test-slow test-all fault bench bench-eval clean
+.PHONY: install train test test-slow test-all fault bench bench-eval bench-modes clean
 
 install: $(STAMP)
 
@@ -40,6 +40,9 @@ bench: $(STAMP)
 
 bench-eval: $(STAMP)
 	$(PY) scripts/bench_eval.py $(ARGS)
+
+bench-modes: $(STAMP)
+	$(PY) scripts/bench_modes.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs/train outputs/sweeps .pytest_cache

@@ -1,12 +1,13 @@
 """Training speed of `ganexp train model=dcgan` against a plain PyTorch loop with the same
-architecture, batch, optimizer and data, both measured in this one process.
+architecture, batch, optimizer and data, both measured in this one process; and the same for the
+2D MLP GAN (`experiment=ring8_mlp loss=nsgan optimizer=adam`: 3x128 MLPs, batch 256).
 
     python scripts/bench_train.py [--steps 200] [--batch 64] [--device auto] [--dataset digits]
-                                  [--variants bf16,compile]
+                                  [--variants bf16,compile] [--mlp-steps 1000] [--threads 1]
 
 Prints steps/s and the ratio engine / plain loop (1.0 = no overhead from ganexp). --variants adds
 rows for `train.amp=bf16` and `train.compile=true` (a compiled run's rate includes its compile time:
-pass more --steps to see the steady state).
+pass more --steps to see the steady state). --mlp-steps 0 skips the 2D MLP rows.
 """
 from __future__ import annotations
 
@@ -24,14 +25,20 @@ import ganexp.schema  # noqa: F401
 from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.models import DCGANDiscriminator, DCGANGenerator
+from ganexp.models.mlp import MLPDiscriminator, MLPGenerator
 
 
 VARIANTS = {"bf16": ["train.amp=bf16"], "compile": ["train.compile=true"]}
 
 
+#: The 2D MLP GAN of the mode-collapse presets, without their tricks.
+MLP = ["experiment=ring8_mlp", "loss=nsgan", "optimizer=adam", "train.batch_size=256"]
+
+
 def config(args, out_dir, extra=()):
-    overrides = [*extra, f"device={args.device}", f"dataset={args.dataset}", "model=dcgan", "loss=nsgan", "optimizer=adam",
-                 f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"train.log_every={args.steps}",
+    setup = MLP if extra == MLP else [f"dataset={args.dataset}", "model=dcgan", "loss=nsgan", "optimizer=adam",
+                                      f"train.batch_size={args.batch}", *extra]
+    overrides = [*setup, f"device={args.device}", f"train.steps={args.steps}", f"train.log_every={args.steps}",
                  "train.sample_every=0", "train.ckpt_every=0", f"out_dir={out_dir}"]
     with initialize_config_module("ganexp.conf", version_base="1.3"):
         return compose("train", overrides=overrides)
@@ -74,6 +81,38 @@ def plain_loop(run, cfg, steps: int) -> float:
     return steps / (time.perf_counter() - t)
 
 
+def plain_mlp_loop(run, cfg, steps: int) -> float:
+    """A plain loop of the same 2D MLPs, ring data on the device, batch, Adam and non-saturating loss."""
+    device, B = run.device, run.schedule.batch_size
+    G = MLPGenerator((2,), "points", cfg.latent.dim, list(cfg.generator.hidden), cfg.generator.act).to(device)
+    D = MLPDiscriminator((2,), "points", list(cfg.discriminator.hidden), cfg.discriminator.act).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    data = run.data.x
+    ones, zeros = torch.ones(B, device=device), torch.zeros(B, device=device)
+
+    def step():
+        real = data[torch.randint(len(data), (B,), device=device)]
+        fake = G(torch.randn(B, cfg.latent.dim, device=device))
+        d_loss = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.binary_cross_entropy_with_logits(D(fake), ones)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+
+    for _ in range(20):
+        step()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps / (time.perf_counter() - t)
+
+
 def engine(args, out_dir, extra=()) -> tuple[float, object, object]:
     cfg = config(args, out_dir, extra)
     run = build_run(cfg)
@@ -92,13 +131,19 @@ def main():
     p.add_argument("--dataset", default="digits")
     p.add_argument("--rounds", type=int, default=3, help="alternate the two loops this often; report the best of each")
     p.add_argument("--variants", default="", help=f"comma-separated extra rows: {', '.join(VARIANTS)}")
+    p.add_argument("--mlp-steps", type=int, default=1000, help="steps of the 2D MLP rows (0: skip them)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         p.error(f"unknown variant {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
     ganexp_rate = plain_rate = 0.0
     extra_rates = dict.fromkeys(variants, 0.0)
+    mlp_rate = mlp_plain = 0.0
+    mlp_args = argparse.Namespace(**{**vars(args), "steps": args.mlp_steps})
     with tempfile.TemporaryDirectory() as tmp:
         engine(argparse.Namespace(**{**vars(args), "steps": 10}), f"{tmp}/warm")  # warm-up
         for r in range(args.rounds):
@@ -107,6 +152,10 @@ def main():
             plain_rate = max(plain_rate, plain_loop(run, cfg, args.steps))
             for v in variants:
                 extra_rates[v] = max(extra_rates[v], engine(args, f"{tmp}/{v}{r}", VARIANTS[v])[0])
+            if args.mlp_steps:
+                rate, mrun, mcfg = engine(mlp_args, f"{tmp}/mlp{r}", MLP)
+                mlp_rate = max(mlp_rate, rate)
+                mlp_plain = max(mlp_plain, plain_mlp_loop(mrun, mcfg, args.mlp_steps))
     table = Table(title=f"DCGAN training on {args.dataset}, batch {args.batch}, {args.steps} steps, {run.device}, "
                         f"best of {args.rounds}")
     for col in ("loop", "steps/s", "ratio"):
@@ -115,6 +164,10 @@ def main():
     table.add_row("ganexp train (whole run: logging, final checkpoint)", f"{ganexp_rate:.1f}", f"{ganexp_rate / plain_rate:.2f}")
     for v, rate in extra_rates.items():
         table.add_row(f"ganexp train {' '.join(VARIANTS[v])}", f"{rate:.1f}", f"{rate / plain_rate:.2f}")
+    if args.mlp_steps:
+        table.add_row(f"2D MLP GAN (3x128, batch 256, {args.mlp_steps} steps): plain loop", f"{mlp_plain:.1f}", "1.00")
+        table.add_row("2D MLP GAN: ganexp train experiment=ring8_mlp loss=nsgan optimizer=adam", f"{mlp_rate:.1f}",
+                      f"{mlp_rate / mlp_plain:.2f}")
     Console().print(table)
 
 

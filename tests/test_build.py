@@ -28,9 +28,9 @@ def test_every_option_builds(group, tmp_path):
             assert group == "experiment" and "\n" not in str(e) and ("download" in str(e) or "pip install" in str(e)), (option, str(e))
             continue
         assert isinstance(run.loss, Loss)
-        z, y = run.latent.sample(2)
+        z, y = run.latent.sample(4)
         assert run.G(z, y).shape[1:] == run.info.shape, (group, option)
-        assert run.D(run.G(z, y), y).shape == (2,), (group, option)
+        assert run.D(run.G(z, y), y).shape == (4 // getattr(run.D, "pack", 1),), (group, option)  # pacgan: per pack
 
 
 def test_every_dataset_builds_or_says_what_to_do(tmp_path):

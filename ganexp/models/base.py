@@ -196,8 +196,29 @@ class Discriminator(nn.Module):
         return out
 
 
+class Maxout(nn.Module):
+    """A maxout layer (Goodfellow et al. 2013): ``pieces`` linear maps, the largest taken per unit,
+    h_i = max_j (W_j x + b_j)_i. PacGAN's and VEEGAN's 2D discriminators use 5 pieces."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int = 5):
+        super().__init__()
+        if pieces < 1:
+            raise ConfigError(f"maxout needs pieces >= 1, got {pieces}")
+        self.out_features, self.pieces = out_features, pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).view(*x.shape[:-1], self.out_features, self.pieces).amax(-1)
+
+
+#: Activations that are layers of their own (they replace the linear map): an MLP option only.
+LAYER_ACTIVATIONS = ("maxout",)
+
+
 def activation(name: str) -> nn.Module:
     table = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh, "elu": nn.ELU}
+    if name in LAYER_ACTIVATIONS:
+        raise ConfigError(f"activation '{name}' is a layer of the mlp model (model=mlp *.act={name}), not of this model")
     if name not in table:
-        raise ConfigError(f"unknown activation '{name}'; choose one of {sorted(table)}")
+        raise ConfigError(f"unknown activation '{name}'; choose one of {sorted(table) + list(LAYER_ACTIVATIONS)}")
     return table[name]()

@@ -3,6 +3,11 @@
 The notes' digit GAN is G 100-300-784 and D 784-300-100-1 with LeakyReLU(0.2); those are
 the defaults. G ends in tanh for images (data in [-1, 1]), or in a relaxed Bernoulli for
 binary images (``output: relaxed_bernoulli``), and is linear for points.
+
+``act: maxout`` makes every hidden layer a maxout layer of ``pieces`` linear maps (Goodfellow et
+al. 2013), as in PacGAN's and VEEGAN's 2D discriminator. ``init``: ``auto`` is N(0, 0.02) for
+images (DCGAN) and PyTorch's default for points; ``normal`` is N(0, 0.02) always (PacGAN's code);
+``default`` is PyTorch's always.
 """
 from __future__ import annotations
 
@@ -11,20 +16,31 @@ import math
 from torch import Tensor, nn
 
 from ganexp.errors import ConfigError
-from ganexp.models.base import Discriminator, Generator, activation, dcgan_init_, output_layer
+from ganexp.models.base import Discriminator, Generator, Maxout, activation, choose, dcgan_init_, output_layer
+
+INITS = ("auto", "normal", "default")
 
 
-def _stack(sizes: list[int], act: str, norm: bool = False) -> list[nn.Module]:
+def _stack(sizes: list[int], act: str, norm: bool = False, pieces: int = 5) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for i, o in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(i, o)] + ([nn.BatchNorm1d(o)] if norm else []) + [activation(act)]
+        if act == "maxout":
+            layers += [Maxout(i, o, pieces)] + ([nn.BatchNorm1d(o)] if norm else [])
+        else:
+            layers += [nn.Linear(i, o)] + ([nn.BatchNorm1d(o)] if norm else []) + [activation(act)]
     return layers
+
+
+def _init(module: nn.Module, init: str, kind: str) -> None:
+    if choose(init, INITS, "init") == "normal" or (init == "auto" and kind == "image"):
+        dcgan_init_(module)
 
 
 class MLPGenerator(Generator):
     def __init__(self, shape: tuple[int, ...], kind: str, z_dim: int = 100, hidden: list[int] = (300,),
                  act: str = "leaky_relu", batch_norm: bool = False, num_classes: int = 0, embed_dim: int = 0,
-                 cond: str = "embed", output: str = "tanh", temperature: float = 0.5):
+                 cond: str = "embed", output: str = "tanh", temperature: float = 0.5, pieces: int = 5,
+                 init: str = "auto"):
         super().__init__(z_dim, num_classes, embed_dim, cond)
         self.shape = tuple(shape)
         sizes = [self.in_dim, *hidden]
@@ -32,8 +48,8 @@ class MLPGenerator(Generator):
         if kind != "image" and output != "tanh":
             raise ConfigError(f"generator.output={output} makes binary images and this dataset is {kind}; use generator.output=tanh")
         out = [nn.Linear(sizes[-1], math.prod(self.shape))] + ([last] if kind == "image" else [])
-        self.body = nn.Sequential(*_stack(sizes, act, batch_norm), *out)
-        dcgan_init_(self) if kind == "image" else None
+        self.body = nn.Sequential(*_stack(sizes, act, batch_norm, pieces), *out)
+        _init(self, init, kind)
         self.condition_norms()
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
@@ -42,7 +58,8 @@ class MLPGenerator(Generator):
 
 class MLPDiscriminator(Discriminator):
     def __init__(self, shape: tuple[int, ...], kind: str, hidden: list[int] = (300, 100),
-                 act: str = "leaky_relu", num_classes: int = 0, cond: str = "projection"):
+                 act: str = "leaky_relu", num_classes: int = 0, cond: str = "projection", pieces: int = 5,
+                 init: str = "auto"):
         super().__init__(hidden[-1], num_classes, cond)
-        self.body = nn.Sequential(nn.Flatten(), *_stack([math.prod(shape) + self.in_extra, *hidden], act))
-        dcgan_init_(self) if kind == "image" else None
+        self.body = nn.Sequential(nn.Flatten(), *_stack([math.prod(shape) + self.in_extra, *hidden], act, pieces=pieces))
+        _init(self, init, kind)
