@@ -114,6 +114,8 @@ def build_models(cfg: DictConfig, info: DataInfo, device: torch.device) -> tuple
         raise ConfigError(f"loss target {cfg.loss._target_} is not a ganexp Loss")
     tricks = []
     for name, node in (cfg.tricks or {}).items():
+        if "_target_" not in node:  # a preset's settings for a trick that tricks=[...] no longer selects
+            continue
         trick = _make(node, f"trick '{name}'")
         trick.name = name
         tricks.append(trick)
@@ -284,6 +286,8 @@ def build_run(cfg: DictConfig) -> Run:
                    cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0))
     evaluators, best = build_evaluators(cfg, data, device)
     notes += [ev.note for ev in evaluators if getattr(ev, "note", None)]
+    notes += [f"note: tricks.{k} settings are ignored: {k} is not in tricks=[...]"
+              for k, v in (cfg.tricks or {}).items() if "_target_" not in v]
     check_objective(cfg.optimized_metric, evaluators)
     run = Run(
         data=data, G=G, D=D, loss=loss, tricks=tricks, opt_g=opt_g, opt_d=opt_d, latent=latent, schedule=sch,

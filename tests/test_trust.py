@@ -270,3 +270,9 @@ def test_interrupt_during_a_swap_saves_the_live_weights(tmp_path):
     old = dict(zip(saved, swap.snapshots[-1]["D"]))
     assert all(torch.equal(saved[k], spy.live_d[k]) for k in saved)
     assert any(not torch.equal(saved[k], old[k]) for k in saved)  # not the swapped-in snapshot
+
+
+def test_a_presets_settings_for_a_trick_the_command_line_dropped_are_ignored_with_a_note(tmp_path):
+    run = build_run(make_cfg(["experiment=ring8_pacgan_paper", "tricks=[ema]", "train.batch_size=8"], tmp_path))
+    assert [t.name for t in run.tricks] == ["ema"]
+    assert "note: tricks.pacgan settings are ignored: pacgan is not in tricks=[...]" in run.notes
