@@ -106,7 +106,7 @@ def torch_save(path: str | os.PathLike, obj, **kw) -> Path:
 
 #: What a run leaves in its folder; Hydra's own .hydra/ and train.log do not count (Hydra makes
 #: them in a fresh folder before any ganexp code runs).
-RUN_FILES = ("ckpt", "samples", "eval", "metrics.json", "events.out.tfevents.*")
+RUN_FILES = ("ckpt", "samples", "eval", "metrics.json", "stats.jsonl", "provenance.json", "events.out.tfevents.*")
 
 
 def previous_run(run_dir: Path) -> list[Path]:

@@ -225,7 +225,8 @@ def test_dcgan_presets_are_radford_et_al(name, resolution, batch, tmp_path, monk
 
 
 #: Presets scored by 2D mode coverage while they train.
-MODE_PRESETS = {"ring8_mlp_eval", "grid25_mlp_eval", "ring8_losses", "study_ring8_losses", "study_ring8_tricks"}
+MODE_PRESETS = {"ring8_mlp_eval", "grid25_mlp_eval", "ring8_losses", "study_ring8_losses", "study_ring8_tricks", "ring8_pacgan",
+                "ring8_pacgan_paper", "grid25_pacgan", "grid25_pacgan_paper", "ring8_unrolled_paper"}
 
 
 @pytest.mark.parametrize("name", OFFLINE)

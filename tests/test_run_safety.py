@@ -1,6 +1,7 @@
 """No lost or mixed runs: existing run folders, locks, full disks, closed pipes, tiny streamed data."""
 from __future__ import annotations
 
+import json
 import errno
 import os
 import signal
@@ -53,6 +54,9 @@ def test_overwrite_replaces_the_earlier_run(tmp_path):
     assert [e.step for e in read_events(run).Scalars("loss/g")] == [2]
     assert not (run / "samples" / "step_0000099.png").exists()
     assert checkpoint.load(run)["step"] == 2
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [2]  # the earlier run's history is gone too
+    assert len(json.loads((run / "provenance.json").read_text())["runs"]) == 1
 
 
 def test_a_fresh_hydra_folder_is_not_an_earlier_run(tmp_path):
