@@ -2,6 +2,9 @@
 gradient clipping, EMA by half-life, against numbers computed by hand."""
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
 
@@ -10,8 +13,10 @@ from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import ConfigError
 from ganexp.hooks import StepContext
+from ganexp.lr_schedule import lr_factor
 from ganexp.tricks import penalties
 from ganexp.tricks.penalties import DRAGAN, R1, GradientPenalty
+from tests.conftest import make_cfg
 from tests.test_losses import Linear2D
 
 RING = ["dataset=ring8", "model=mlp"]
@@ -57,3 +62,60 @@ def test_lazy_r1_counts_d_steps_not_g_steps_and_resumes_exactly(cfg_factory, mon
 def test_lazy_every_must_be_positive(cfg_factory):
     with pytest.raises(ConfigError, match="r1.every must be >= 1, got 0"):
         build_run(cfg_factory(*RING, "tricks=[r1]", "tricks.r1.every=0"))
+
+
+# --- learning-rate schedules and gradient clipping --------------------------------------
+
+def stats(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind, steps, warmup, expected", [
+    ("constant", 10, 0, {0: 1.0, 5: 1.0, 9: 1.0}),
+    ("warmup", 10, 4, {0: 0.25, 1: 0.5, 2: 0.75, 3: 1.0, 4: 1.0, 9: 1.0}),
+    ("linear", 10, 0, {0: 1.0, 5: 0.5, 9: 0.1, 10: 0.0}),
+    ("linear", 10, 2, {0: 0.5, 1: 1.0, 2: 1.0, 6: 0.5, 9: 0.125}),
+    ("cosine", 10, 0, {0: 1.0, 2: 0.5 * (1 + math.cos(0.2 * math.pi)), 5: 0.5, 10: 0.0}),
+    ("cosine", 10, 2, {0: 0.5, 2: 1.0, 6: 0.5, 8: 0.5 * (1 + math.cos(0.75 * math.pi))}),
+])
+def test_each_lr_schedule_follows_its_formula(kind, steps, warmup, expected):
+    assert {s: lr_factor(s, steps, kind, warmup) for s in expected} == pytest.approx(expected)
+
+
+def test_logged_lr_follows_the_schedule_and_a_resume_applies_a_new_one(cfg_factory, tmp_path, capsys):
+    """lr/g and lr/d at logged step t (t G steps done) are the lr of G step t - 1. A resume continues
+    from the step; with another schedule on the command line it follows that one from there, and
+    the scheduled lr in the checkpoint is not reported as a changed setting."""
+    base = ["optimizer.g.lr=1e-3", "optimizer.d.lr=4e-3", "train.log_every=1"]
+    train(build_run(cfg_factory(*RING, *base, "optimizer.schedule=linear", "train.steps=4", "optimizer.decay_steps=4")))
+    lines = stats(tmp_path / "run")
+    assert [r["lr/d"] for r in lines] == pytest.approx([4e-3, 3e-3, 2e-3, 1e-3])
+    assert [r["lr/g"] for r in lines] == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+    capsys.readouterr()
+    train(build_run(cfg_factory(*RING, *base, "optimizer.schedule=cosine", "train.steps=6", "optimizer.decay_steps=6",
+                                f"resume={tmp_path / 'run'}")))
+    cos = [0.5 * (1 + math.cos(math.pi * s / 6)) for s in (4, 5)]
+    assert [r["lr/d"] for r in stats(tmp_path / "run")[4:]] == pytest.approx([4e-3 * c for c in cos])
+    out = capsys.readouterr().out
+    assert "resumed from step 4" in out and "optimizer." not in out
+
+
+def test_clip_grad_norm_bounds_both_players_gradients(tmp_path):
+    train(build_run(make_cfg([*RING, "train.log_every=1"], tmp_path / "free")))
+    free = stats(tmp_path / "free")
+    assert min(min(r["grad_norm/g"], r["grad_norm/d"]) for r in free) > 1e-3  # the bound below binds
+    train(build_run(make_cfg([*RING, "train.log_every=1", "optimizer.clip_grad_norm=1e-3"], tmp_path / "clipped")))
+    clipped = stats(tmp_path / "clipped")
+    assert max(max(r["grad_norm/g"], r["grad_norm/d"]) for r in clipped) == pytest.approx(1e-3, rel=1e-4)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optimizer.schedule=step"], "optimizer.schedule must be one of constant, warmup, linear, cosine, got 'step'"),
+    (["optimizer.schedule=warmup"], "optimizer.schedule=warmup needs optimizer.warmup_steps > 0"),
+    (["optimizer.schedule=cosine", "optimizer.warmup_steps=4"], "optimizer.decay_steps (4) must be > optimizer.warmup_steps (4)"),
+    (["optimizer.clip_grad_norm=0"], "optimizer.clip_grad_norm must be > 0 or null, got 0.0"),
+])
+def test_bad_schedule_settings_fail_in_one_line(cfg_factory, overrides, message):
+    with pytest.raises(ConfigError) as e:
+        build_run(cfg_factory(*RING, *overrides))
+    assert str(e.value) == message
