@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 
 from ganexp import checkpoint
 from ganexp.build import build_run
@@ -14,6 +16,8 @@ from ganexp.engine import train
 from ganexp.errors import ConfigError
 from ganexp.hooks import StepContext
 from ganexp.lr_schedule import lr_factor
+from ganexp.run import Schedule
+from ganexp.tricks.ema import EMA
 from ganexp.tricks import penalties
 from ganexp.tricks.penalties import DRAGAN, R1, GradientPenalty
 from tests.conftest import make_cfg
@@ -118,4 +122,53 @@ def test_clip_grad_norm_bounds_both_players_gradients(tmp_path):
 def test_bad_schedule_settings_fail_in_one_line(cfg_factory, overrides, message):
     with pytest.raises(ConfigError) as e:
         build_run(cfg_factory(*RING, *overrides))
+    assert str(e.value) == message
+
+
+# --- EMA by half-life in images ------------------------------------------------------------
+
+def ema_of(trick: EMA, weights: list[float], batch_size: int = 8, d_steps: int = 1) -> list[float]:
+    """The EMA copy of a one-weight G after each G step whose weight is ``weights[step]``."""
+    G = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        G.weight.fill_(0.0)
+    trick.setup(SimpleNamespace(G=G, schedule=Schedule(100, batch_size, d_steps)))
+    out = []
+    for step, w in enumerate(weights):
+        with torch.no_grad():
+            G.weight.fill_(w)
+        trick.after_g_step(step)
+        out.append(trick.ema.weight.item())
+    return out
+
+
+def averaged(betas: list[float], weights: list[float]) -> list[float]:
+    out, e = [], 0.0
+    for b, w in zip(betas, weights):
+        e = b * e + (1 - b) * w
+        out.append(e)
+    return out
+
+
+def test_ema_half_life_in_images_gives_the_hand_computed_weights():
+    """batch 8, half-life 32 images: decay 0.5 ** (8/32) per step; with 2 D steps a G step is 16
+    images, decay 0.5 ** (16/32). With rampup 0.5 the half-life is min(32, 0.5 * images seen
+    before the step): 0, 4, 8, 12, 16 images at steps 0..4, decays 0, 1/4, 1/2, 2^(-2/3), 2^(-1/2)."""
+    w = [1.0, 2.0, 4.0, 0.0, 3.0, 5.0]
+    assert ema_of(EMA(halflife_images=32), w) == pytest.approx(averaged([2 ** -0.25] * 6, w), rel=1e-6)
+    assert ema_of(EMA(halflife_images=32), w, d_steps=2) == pytest.approx(averaged([2 ** -0.5] * 6, w), rel=1e-6)
+    ramp = [0.0, 0.25, 0.5, 2 ** (-2 / 3), 2 ** -0.5, 2 ** -0.4]
+    assert ema_of(EMA(halflife_images=32, rampup=0.5), w) == pytest.approx(averaged(ramp, w), rel=1e-6)
+    capped = EMA(halflife_images=12, rampup=0.5)
+    assert ema_of(capped, w) == pytest.approx(averaged([0.0, 0.25, 0.5, 2 ** (-2 / 3), 2 ** (-2 / 3), 2 ** (-2 / 3)], w), rel=1e-6)
+    assert capped.scalars(5) == {"decay": pytest.approx(2 ** (-2 / 3))}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["tricks.ema.halflife_images=0"], "ema.halflife_images must be > 0 or null, got 0"),
+    (["tricks.ema.rampup=0.05"], "ema.rampup needs ema.halflife_images"),
+])
+def test_bad_ema_half_life_settings_fail_in_one_line(cfg_factory, overrides, message):
+    with pytest.raises(ConfigError) as e:
+        build_run(cfg_factory(*RING, "tricks=[ema]", *overrides))
     assert str(e.value) == message
