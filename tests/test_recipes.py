@@ -1,5 +1,5 @@
 """Training-recipe options (issue 14): lazy regularisation, learning-rate schedules and
-gradient clipping, EMA by half-life, against numbers computed by hand."""
+gradient clipping, EMA by half-life, SAGAN self-attention, against numbers computed by hand."""
 from __future__ import annotations
 
 import json
@@ -16,6 +16,8 @@ from ganexp.engine import train
 from ganexp.errors import ConfigError
 from ganexp.hooks import StepContext
 from ganexp.lr_schedule import lr_factor
+from ganexp.models.attention import SelfAttention
+from ganexp.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganexp.run import Schedule
 from ganexp.tricks.ema import EMA
 from ganexp.tricks import penalties
@@ -172,3 +174,72 @@ def test_bad_ema_half_life_settings_fail_in_one_line(cfg_factory, overrides, mes
     with pytest.raises(ConfigError) as e:
         build_run(cfg_factory(*RING, "tricks=[ema]", *overrides))
     assert str(e.value) == message
+
+
+# --- self-attention (SAGAN) ----------------------------------------------------------------
+
+def test_self_attention_matches_a_hand_computed_reference():
+    """8 channels (C/8 = 1), two positions x0 = e0, x1 = e1; query weights (1, 2, 0..), key
+    weights (3, 1, 0..), value the identity, gamma 0.5. Queries 1, 2; keys 3, 1: position 0's
+    scores (3, 1) give softmax (1/(1+e^-2), 1/(1+e^2)) = (0.880797, 0.119203), position 1's (6, 2)
+    give (0.982014, 0.017986); out_i = x_i + 0.5 * sum_j beta_ij x_j."""
+    block = SelfAttention(8)
+    with torch.no_grad():
+        for conv in (block.query, block.key, block.value):
+            conv.bias.zero_()
+        block.query.weight.zero_()[0, :2, 0, 0] = torch.tensor([1.0, 2.0])
+        block.key.weight.zero_()[0, :2, 0, 0] = torch.tensor([3.0, 1.0])
+        block.value.weight.copy_(torch.eye(8)[:, :, None, None])
+        block.gamma.fill_(0.5)
+    x = torch.zeros(1, 8, 1, 2)
+    x[0, 0, 0, 0] = x[0, 1, 0, 1] = 1.0
+    out = block(x)
+    expected = torch.zeros(1, 8, 1, 2)
+    expected[0, :2, 0, 0] = torch.tensor([1 + 0.5 * 0.880797, 0.5 * 0.119203])
+    expected[0, :2, 0, 1] = torch.tensor([0.5 * 0.982014, 1 + 0.5 * 0.017986])
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_self_attention_starts_as_the_identity_with_a_learnable_gamma():
+    torch.manual_seed(0)
+    block = SelfAttention(16)
+    x = torch.randn(2, 16, 4, 4)
+    assert block.gamma.item() == 0.0 and block.gamma.requires_grad
+    out = block(x)
+    assert torch.equal(out, x)
+    out.pow(2).sum().backward()
+    assert block.gamma.grad.abs().item() > 0  # gamma learns from the first step
+
+
+def test_dcgan_with_attention_at_16px_runs_forward_and_backward_on_32px_data():
+    torch.manual_seed(0)
+    G = DCGANGenerator(channels=3, resolution=32, z_dim=8, ngf=8, attention=16)
+    D = DCGANDiscriminator(channels=3, resolution=32, ndf=8, attention=16)
+    seen = []
+    for m in (G, D):
+        (block,) = [b for b in m.modules() if isinstance(b, SelfAttention)]
+        block.register_forward_hook(lambda mod, inp, out: seen.append(tuple(inp[0].shape[1:])))
+    x = G(torch.randn(4, 8), None)
+    assert x.shape == (4, 3, 32, 32)
+    D(x, None).sum().backward()
+    assert seen == [(8, 16, 16), (8, 16, 16)]  # G: ngf channels at 16 px; D: ndf after its first stage
+    assert all(p.grad is not None for p in G.parameters())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["generator.attention=28"], "generator.attention=28 is not a feature-map resolution of dcgan's generator at 28 px; "
+                                 "choose one of 7, 14 (0: none)"),
+    (["discriminator.attention=16"], "discriminator.attention=16 is not a feature-map resolution of dcgan's discriminator "
+                                     "at 28 px; choose one of 7, 14 (0: none)"),
+])
+def test_attention_at_a_size_the_model_lacks_fails_in_one_line(cfg_factory, overrides, message):
+    with pytest.raises(ConfigError) as e:
+        build_run(cfg_factory("model=dcgan", *overrides))
+    assert str(e.value) == message
+
+
+def test_dcgan_with_attention_trains_from_the_command_line(cfg_factory):
+    run = build_run(cfg_factory("model=dcgan", "generator.attention=14", "discriminator.attention=7",
+                                "generator.ngf=8", "discriminator.ndf=8", "train.steps=2"))
+    assert sum(isinstance(m, SelfAttention) for m in [*run.G.modules(), *run.D.modules()]) == 2
+    assert train(run)["status"] == "done"
