@@ -16,6 +16,7 @@ from ganexp.data import DataInfo
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.hooks import Hook
 from ganexp.losses import Loss
+from ganexp.lr_schedule import KINDS, LRSchedule
 from ganexp.monitor import Monitor, say
 from ganexp.run import Run, Schedule
 from ganexp.sampling import Latent
@@ -60,6 +61,14 @@ def validate(cfg: DictConfig) -> None:
         (cfg.optimizer.d.lr > 0, f"optimizer.d.lr must be > 0, got {cfg.optimizer.d.lr}"),
         (cfg.optimizer.d_steps >= 1, f"optimizer.d_steps must be >= 1, got {cfg.optimizer.d_steps}"),
         (cfg.optimizer.g_steps >= 1, f"optimizer.g_steps must be >= 1, got {cfg.optimizer.g_steps}"),
+        (cfg.optimizer.schedule in KINDS, f"optimizer.schedule must be one of {', '.join(KINDS)}, got '{cfg.optimizer.schedule}'"),
+        (cfg.optimizer.warmup_steps >= 0, f"optimizer.warmup_steps must be >= 0, got {cfg.optimizer.warmup_steps}"),
+        (cfg.optimizer.schedule != "warmup" or cfg.optimizer.warmup_steps > 0,
+         "optimizer.schedule=warmup needs optimizer.warmup_steps > 0"),
+        (cfg.optimizer.schedule not in ("linear", "cosine") or cfg.optimizer.decay_steps > cfg.optimizer.warmup_steps,
+         f"optimizer.decay_steps ({cfg.optimizer.decay_steps}) must be > optimizer.warmup_steps ({cfg.optimizer.warmup_steps})"),
+        (cfg.optimizer.clip_grad_norm is None or cfg.optimizer.clip_grad_norm > 0,
+         f"optimizer.clip_grad_norm must be > 0 or null, got {cfg.optimizer.clip_grad_norm}"),
         (cfg.train.steps >= 0, f"train.steps must be >= 0, got {cfg.train.steps}"),
         (cfg.train.batch_size >= 1, f"train.batch_size must be >= 1, got {cfg.train.batch_size}"),
         (cfg.train.log_every >= 1, f"train.log_every must be >= 1, got {cfg.train.log_every}"),
@@ -281,6 +290,10 @@ def build_run(cfg: DictConfig) -> Run:
     G, D, loss, tricks = build_models(cfg, info, device)
     opt_g = _optimizer(cfg.optimizer.g, G.parameters(), "g")
     opt_d = _optimizer(cfg.optimizer.d, D.parameters(), "d")
+    lr_schedule = None
+    if cfg.optimizer.schedule != "constant" or cfg.optimizer.warmup_steps:
+        lr_schedule = LRSchedule(cfg.optimizer.schedule, cfg.optimizer.decay_steps, cfg.optimizer.warmup_steps)
+        lr_schedule.attach(opt_g, opt_d)
     latent = Latent(cfg.latent.dim, cfg.latent.prior, G.num_classes if hasattr(G, "num_classes") else 0, device)
     sch = Schedule(cfg.train.steps, cfg.train.batch_size, cfg.optimizer.d_steps, cfg.optimizer.g_steps,
                    cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0))
@@ -296,6 +309,7 @@ def build_run(cfg: DictConfig) -> Run:
         config=OmegaConf.to_container(cfg, resolve=True), hparams=_hparams(cfg), resume_state=state,
         evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile, notes=notes,
         provenance=provenance.collect(device) | {"resumed_from_step": int(state["step"]) if state else 0},
+        lr_schedule=lr_schedule, clip_grad_norm=cfg.optimizer.clip_grad_norm,
     )
     for h in [loss, *tricks]:
         h.setup(run)

@@ -81,6 +81,8 @@ def _step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) ->
             d_loss = hooks.on_d_loss(loss.d_loss(d_real, d_fake, t), ctx)
         run.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
+        if run.clip_grad_norm:
+            nn.utils.clip_grad_norm_(run.D.parameters(), run.clip_grad_norm)
         run.opt_d.step()
         hooks.after_d_step(step)
 
@@ -97,6 +99,8 @@ def _step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) ->
             g_loss = hooks.on_g_loss(loss.g_loss(d_fake_g, t), gctx)
         run.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        if run.clip_grad_norm:
+            nn.utils.clip_grad_norm_(run.G.parameters(), run.clip_grad_norm)
         run.opt_g.step()
         hooks.after_g_step(step)
     run.D.requires_grad_(True)
@@ -145,8 +149,8 @@ def _load_optimizer(opt: torch.optim.Optimizer, saved: dict, who: str) -> list[s
     changed = []
     for i, (group, conf) in enumerate(zip(opt.param_groups, configured)):
         for k, v in conf.items():
-            if k in group and group[k] != v:
-                changed.append(f"optimizer.{who}.{k}{f'[{i}]' if len(configured) > 1 else ''} {group[k]} -> {v}")
+            if k in group and group[k] != v and not (k == "lr" and "initial_lr" in conf):  # scheduled: initial_lr is the configured lr
+                changed.append(f"optimizer.{who}.{k.removeprefix('initial_')}{f'[{i}]' if len(configured) > 1 else ''} {group[k]} -> {v}")
             group[k] = v
     return changed
 
@@ -248,6 +252,8 @@ def _train(run: Run) -> dict[str, float]:
 
     try:
         while step < sch.steps:
+            if run.lr_schedule:
+                run.lr_schedule.apply(step, run.opt_g, run.opt_d)
             logs = _step(run, hooks, step, reuse, players)
             step += 1
             last = step == sch.steps

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ganexp.data import DataInfo, LoaderData, TensorData
 from ganexp.hooks import Hook
 from ganexp.losses import Loss
+from ganexp.lr_schedule import LRSchedule
 from ganexp.monitor import Monitor
 from ganexp.sampling import Latent
 
@@ -64,6 +65,10 @@ class Run:
     notes: list[str] = field(default_factory=list)
     #: Where this process came from (command, git commit, versions, device, host): provenance.json.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Sets both players' lr before each G step (None: the configured lr throughout).
+    lr_schedule: LRSchedule | None = None
+    #: Each player's gradient norm is clipped to this before its optimizer step (None: no clipping).
+    clip_grad_norm: float | None = None
 
     @property
     def info(self) -> DataInfo:

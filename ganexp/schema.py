@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import II, MISSING
 
 
 @dataclass
@@ -29,6 +29,10 @@ class OptimizerConfig:
     d: OptimSpec = field(default_factory=OptimSpec)
     d_steps: int = 1  # discriminator steps per generator step
     g_steps: int = 1
+    schedule: str = "constant"  # lr schedule of both players: constant | warmup | linear | cosine
+    warmup_steps: int = 0  # linear warm-up over the first G steps (any schedule)
+    decay_steps: int = II("train.steps")  # linear and cosine reach 0 here (kept as launched on resume)
+    clip_grad_norm: Optional[float] = None  # clip each player's gradient norm to this before its step
 
 
 @dataclass

@@ -4,13 +4,15 @@ LeakyReLU(0.2) in D, tanh output (or a relaxed Bernoulli for binary images), N(0
 The number of up/down-sampling stages follows the dataset's resolution: it starts from a
 4x4 .. 7x7 base and doubles, so 16, 28, 32 and 64 (and 128, ...) all work.
 Up-sampling may be transposed conv, PixelShuffle or nearest+conv, and down-sampling
-strided conv or conv+average pool (the ganhacks alternatives).
+strided conv or conv+average pool (the ganhacks alternatives). ``attention`` puts a SAGAN
+self-attention block (Zhang et al. 2019) after the stage whose feature map has that size.
 """
 from __future__ import annotations
 
 from torch import nn
 
 from ganexp.errors import ConfigError
+from ganexp.models.attention import SelfAttention, check_attention
 from ganexp.models.base import Discriminator, Generator, dcgan_init_, output_layer
 
 
@@ -54,15 +56,19 @@ def norm2d(kind: str, c: int) -> list[nn.Module]:
 class DCGANGenerator(Generator):
     def __init__(self, channels: int, resolution: int, z_dim: int = 100, ngf: int = 64, upsample: str = "convt",
                  norm: str = "batch", num_classes: int = 0, embed_dim: int = 0, cond: str = "embed",
-                 output: str = "tanh", temperature: float = 0.5):
+                 output: str = "tanh", temperature: float = 0.5, attention: int = 0):
         super().__init__(z_dim, num_classes, embed_dim, cond)
         base, k = stages(resolution)
         widths = [ngf * 2 ** (k - 1 - i) for i in range(k)]
+        sizes = [base * 2 ** i for i in range(k)]  # of the hidden feature maps
+        check_attention(attention, sizes, "generator", resolution)
         layers: list[nn.Module] = [nn.Unflatten(1, (self.in_dim, 1, 1)),
                                    nn.ConvTranspose2d(self.in_dim, widths[0], base, 1, 0, bias=False),
                                    *norm2d(norm, widths[0]), nn.ReLU(True)]
-        for cin, cout in zip(widths[:-1], widths[1:]):
+        layers += [SelfAttention(widths[0])] if attention == sizes[0] else []
+        for cin, cout, size in zip(widths[:-1], widths[1:], sizes[1:]):
             layers += [*up(cin, cout, upsample, bias=False), *norm2d(norm, cout), nn.ReLU(True)]
+            layers += [SelfAttention(cout)] if attention == size else []
         layers += [*up(widths[-1], channels, upsample, bias=True), output_layer(output, temperature)]
         self.body = nn.Sequential(*layers)
         dcgan_init_(self)
@@ -73,12 +79,16 @@ class DCGANDiscriminator(Discriminator):
     label_channels = True  # cond: concat adds the one-hot label as constant input channels
 
     def __init__(self, channels: int, resolution: int, ndf: int = 64, downsample: str = "strided",
-                 norm: str = "batch", num_classes: int = 0, cond: str = "projection"):
+                 norm: str = "batch", num_classes: int = 0, cond: str = "projection", attention: int = 0):
         base, k = stages(resolution)
         widths = [ndf * 2 ** i for i in range(k)]
+        sizes = [resolution // 2 ** (i + 1) for i in range(k)]  # of the feature maps after each stage
+        check_attention(attention, sizes, "discriminator", resolution)
         super().__init__(widths[-1] * base * base, num_classes, cond)
         layers: list[nn.Module] = [*down(channels + self.in_extra, widths[0], downsample, bias=True), nn.LeakyReLU(0.2, True)]
-        for cin, cout in zip(widths[:-1], widths[1:]):
+        layers += [SelfAttention(widths[0])] if attention == sizes[0] else []
+        for cin, cout, size in zip(widths[:-1], widths[1:], sizes[1:]):
             layers += [*down(cin, cout, downsample, bias=norm == "none"), *norm2d(norm, cout), nn.LeakyReLU(0.2, True)]
+            layers += [SelfAttention(cout)] if attention == size else []
         self.body = nn.Sequential(*layers)
         dcgan_init_(self)

@@ -22,60 +22,91 @@ def _warn_batch_norm(run, who: str) -> None:
         run.notes.append(note)
 
 
-class GradientPenalty(Hook):
+class LazyPenalty(Hook):
+    """A D penalty computed on every ``every``-th D step only and scaled by ``every`` (lazy
+    regularisation, Karras et al. 2020, StyleGAN2 Sec. 3.1 and App. B; rosinality's
+    ``d_reg_every``): the same expected penalty at a fraction of its cost. D steps are counted
+    here, not from the G step, since D may take several steps per G step; the count is checkpointed."""
+
+    #: The penalty's weight in the D loss (before the factor ``every``).
+    scale: float = 1.0
+
+    def __init__(self, every: int = 1):
+        require(every >= 1, f"{self.name}.every must be >= 1, got {every}")
+        self.every, self.d_count, self._last = every, 0, None
+
+    def penalty(self, ctx: StepContext) -> Tensor:
+        """The penalty's value on one D step, unweighted (what is logged)."""
+        raise NotImplementedError
+
+    def setup(self, run) -> None:
+        _warn_batch_norm(run, self.name)
+
+    def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
+        due = self.d_count % self.every == 0
+        self.d_count += 1
+        if due:
+            p = self.penalty(ctx)
+            self._last = p.detach()
+            loss = loss + self.every * self.scale * p
+        if self._last is not None:  # the last computed value, so every log interval has one
+            ctx.logs[f"trick/{self.name}/value"] = self._last
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"d_count": self.d_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.d_count = int(state.get("d_count", 0))
+
+
+class GradientPenalty(LazyPenalty):
     """WGAN-GP's penalty for any loss (Gulrajani et al. 2017, Eq. 3):
-    weight * E[(||grad_x D(x_hat)|| - K)^2] on random interpolates x_hat of real and fake."""
+    weight * E[(||grad_x D(x_hat)|| - K)^2] on random interpolates x_hat of real and fake;
+    ``every`` > 1 makes it lazy (Karras et al. 2020)."""
 
     name = "gradient_penalty"
 
-    def __init__(self, weight: float = 10.0, target: float = 1.0):
-        self.weight, self.target = weight, target
+    def __init__(self, weight: float = 10.0, target: float = 1.0, every: int = 1):
+        super().__init__(every)
+        self.weight, self.target, self.scale = weight, target, weight
 
     def setup(self, run) -> None:
         require(not isinstance(run.loss, WGANGP),
                 "gradient_penalty repeats the penalty loss=wgan_gp already has; use loss=wgan_gp alone or loss=wgan with the trick")
-        _warn_batch_norm(run, self.name)
+        super().setup(run)
 
-    def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
-        gp = gradient_penalty(ctx.D, ctx.real, ctx.fake, _labels(ctx), self.target)
-        ctx.logs[f"trick/{self.name}/value"] = gp.detach()
-        return loss + self.weight * gp
+    def penalty(self, ctx: StepContext) -> Tensor:
+        return gradient_penalty(ctx.D, ctx.real, ctx.fake, _labels(ctx), self.target)
 
 
-class R1(Hook):
-    """Zero-centred penalty on real data (Mescheder et al. 2018, Eq. 9): gamma/2 * E[||grad_x D(x)||^2]."""
+class R1(LazyPenalty):
+    """Zero-centred penalty on real data (Mescheder et al. 2018, Eq. 9): gamma/2 * E[||grad_x D(x)||^2];
+    ``every`` > 1 makes it lazy (Karras et al. 2020, StyleGAN2 uses every=16)."""
 
     name = "r1"
 
-    def __init__(self, gamma: float = 10.0):
-        self.gamma = gamma
+    def __init__(self, gamma: float = 10.0, every: int = 1):
+        super().__init__(every)
+        self.gamma, self.scale = gamma, 0.5 * gamma
 
-    def setup(self, run) -> None:
-        _warn_batch_norm(run, self.name)
-
-    def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
-        r1 = r1_penalty(ctx.D, ctx.real, ctx.y_real)
-        ctx.logs[f"trick/{self.name}/value"] = r1.detach()
-        return loss + 0.5 * self.gamma * r1
+    def penalty(self, ctx: StepContext) -> Tensor:
+        return r1_penalty(ctx.D, ctx.real, ctx.y_real)
 
 
-class DRAGAN(Hook):
+class DRAGAN(LazyPenalty):
     """DRAGAN (Kodali et al. 2017, Eq. 4 with the reference code's perturbation): weight *
     E[(||grad D(x + alpha delta)|| - K)^2], delta ~ U(0, c * std(x)) per entry, alpha ~ U(0, 1) per
-    sample, around the real data."""
+    sample, around the real data; ``every`` > 1 makes it lazy (Karras et al. 2020)."""
 
     name = "dragan"
 
-    def __init__(self, weight: float = 10.0, c: float = 0.5, target: float = 1.0):
-        self.weight, self.c, self.target = weight, c, target
+    def __init__(self, weight: float = 10.0, c: float = 0.5, target: float = 1.0, every: int = 1):
+        super().__init__(every)
+        self.weight, self.c, self.target, self.scale = weight, c, target, weight
 
-    def setup(self, run) -> None:
-        _warn_batch_norm(run, self.name)
-
-    def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
-        p = dragan_penalty(ctx.D, ctx.real, ctx.y_real, self.c, self.target)
-        ctx.logs[f"trick/{self.name}/value"] = p.detach()
-        return loss + self.weight * p
+    def penalty(self, ctx: StepContext) -> Tensor:
+        return dragan_penalty(ctx.D, ctx.real, ctx.y_real, self.c, self.target)
 
 
 class WeightClip(Hook):
