@@ -39,7 +39,7 @@ def config(args, out_dir, extra=()):
     setup = MLP if extra == MLP else [f"dataset={args.dataset}", "model=dcgan", "loss=nsgan", "optimizer=adam",
                                       f"train.batch_size={args.batch}", *extra]
     overrides = [*setup, f"device={args.device}", f"train.steps={args.steps}", f"train.log_every={args.steps}",
-                 "train.sample_every=0", "train.ckpt_every=0", f"out_dir={out_dir}"]
+                 "train.sample_every=0", "train.ckpt_every=0", "metrics=[]", f"out_dir={out_dir}"]
     with initialize_config_module("ganexp.conf", version_base="1.3"):
         return compose("train", overrides=overrides)
 
@@ -49,19 +49,15 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def plain_loop(run, cfg, steps: int) -> float:
-    """The PyTorch DCGAN example's loop: D on real and detached fake, then G on the same fake."""
-    info, device, B = run.info, run.device, run.schedule.batch_size
-    G = DCGANGenerator(info.channels, info.resolution, run.latent.dim, cfg.generator.ngf).to(device)
-    D = DCGANDiscriminator(info.channels, info.resolution, cfg.discriminator.ndf).to(device)
+def timed_gan_loop(G, D, draw_real, z_dim: int, B: int, device, steps: int, warmup: int) -> float:
+    """Steps/s of the PyTorch DCGAN example's loop: D on real and detached fake, then G on the same fake."""
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    data = run.data.x
     ones, zeros = torch.ones(B, device=device), torch.zeros(B, device=device)
 
     def step():
-        real = data[torch.randint(len(data), (B,), device=device)].float() / 127.5 - 1
-        fake = G(torch.randn(B, run.latent.dim, device=device))
+        real = draw_real()
+        fake = G(torch.randn(B, z_dim, device=device))
         d_loss = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -71,7 +67,7 @@ def plain_loop(run, cfg, steps: int) -> float:
         g_loss.backward()
         opt_g.step()
 
-    for _ in range(10):
+    for _ in range(warmup):
         step()
     sync(device)
     t = time.perf_counter()
@@ -79,38 +75,24 @@ def plain_loop(run, cfg, steps: int) -> float:
         step()
     sync(device)
     return steps / (time.perf_counter() - t)
+
+
+def plain_loop(run, cfg, steps: int) -> float:
+    """The plain DCGAN loop on the same data (uint8 on the device), architecture, batch and optimizer."""
+    info, device, B, data = run.info, run.device, run.schedule.batch_size, run.data.x
+    G = DCGANGenerator(info.channels, info.resolution, run.latent.dim, cfg.generator.ngf).to(device)
+    D = DCGANDiscriminator(info.channels, info.resolution, cfg.discriminator.ndf).to(device)
+    real = lambda: data[torch.randint(len(data), (B,), device=device)].float() / 127.5 - 1  # noqa: E731
+    return timed_gan_loop(G, D, real, run.latent.dim, B, device, steps, warmup=10)
 
 
 def plain_mlp_loop(run, cfg, steps: int) -> float:
     """A plain loop of the same 2D MLPs, ring data on the device, batch, Adam and non-saturating loss."""
-    device, B = run.device, run.schedule.batch_size
+    device, B, data = run.device, run.schedule.batch_size, run.data.x
     G = MLPGenerator((2,), "points", cfg.latent.dim, list(cfg.generator.hidden), cfg.generator.act).to(device)
     D = MLPDiscriminator((2,), "points", list(cfg.discriminator.hidden), cfg.discriminator.act).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    data = run.data.x
-    ones, zeros = torch.ones(B, device=device), torch.zeros(B, device=device)
-
-    def step():
-        real = data[torch.randint(len(data), (B,), device=device)]
-        fake = G(torch.randn(B, cfg.latent.dim, device=device))
-        d_loss = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.binary_cross_entropy_with_logits(D(fake), ones)
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-
-    for _ in range(20):
-        step()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return steps / (time.perf_counter() - t)
+    real = lambda: data[torch.randint(len(data), (B,), device=device)]  # noqa: E731
+    return timed_gan_loop(G, D, real, cfg.latent.dim, B, device, steps, warmup=20)
 
 
 def engine(args, out_dir, extra=()) -> tuple[float, object, object]:
