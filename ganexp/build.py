@@ -128,6 +128,10 @@ def build_models(cfg: DictConfig, info: DataInfo, device: torch.device) -> tuple
         trick = _make(node, f"trick '{name}'")
         trick.name = name
         tricks.append(trick)
+    if getattr(D, "classifier", None) is not None and not any(t.name == "acgan" for t in tricks):
+        from ganexp.tricks.acgan import ACGAN
+
+        tricks.append(ACGAN())  # discriminator.cond=acgan trains its class head; tricks=[acgan] sets the weights
     for h in [loss, *tricks]:
         G, D = h.modify_models(G, D)
     return G.to(device), D.to(device), loss, tricks

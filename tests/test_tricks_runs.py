@@ -22,9 +22,9 @@ LOSS = {"label_smoothing": "nsgan", "soft_labels": "lsgan", "label_flip": "gan",
 LOGS = {"instance_noise": "std", "g_layer_noise": "std", "gradient_penalty": "value", "r1": "value", "dragan": "value",
         "weight_clip": "at_clip_fraction", "orthogonal_reg": "value", "historical_averaging": "weight",
         "feature_matching": "value", "spectral_norm": "sigma/head", "experience_replay": "fill",
-        "checkpoint_swap": "swaps", "ema": "decay", "temperature_anneal": "temperature"}
+        "checkpoint_swap": "swaps", "ema": "decay", "temperature_anneal": "temperature", "acgan": "acc_real"}
 #: What else a trick needs to build.
-NEEDS = {"temperature_anneal": "generator.output=relaxed_bernoulli"}
+NEEDS = {"temperature_anneal": "generator.output=relaxed_bernoulli", "acgan": "conditional=true discriminator.cond=acgan"}
 
 
 #: docs/tricks.md's catalogue: each trick's row and the papers it names.
@@ -39,7 +39,7 @@ def test_the_catalogue_is_complete():
 
 @pytest.mark.parametrize("name", TRICKS)
 def test_each_trick_composes_keyed_by_its_name_and_builds(name, cfg_factory):
-    cfg = cfg_factory(f"tricks=[{name}]", f"loss={LOSS.get(name, 'nsgan')}", NEEDS.get(name, "seed=0"))
+    cfg = cfg_factory(f"tricks=[{name}]", f"loss={LOSS.get(name, 'nsgan')}", *NEEDS.get(name, "seed=0").split())
     assert list(cfg.tricks) == [name] and cfg.tricks[name]._target_.startswith("ganexp.tricks.")
     run = build_run(cfg)
     (trick,) = run.tricks
@@ -141,7 +141,7 @@ def test_trick_state_is_checkpointed_and_a_resumed_run_continues_exactly(tmp_pat
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRICKS)
 def test_each_trick_trains_end_to_end(name, cfg_factory):
-    run = build_run(cfg_factory(f"tricks=[{name}]", f"loss={LOSS.get(name, 'nsgan')}", "train.steps=6", NEEDS.get(name, "seed=0"),
+    run = build_run(cfg_factory(f"tricks=[{name}]", f"loss={LOSS.get(name, 'nsgan')}", "train.steps=6", *NEEDS.get(name, "seed=0").split(),
                                 "train.log_every=3", "tricks.checkpoint_swap.every=2" if name == "checkpoint_swap" else "seed=0"))
     final = train(run)
     assert final["step"] == 6 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])

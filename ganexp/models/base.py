@@ -7,7 +7,9 @@ features (feature matching) work on ``D.body`` / ``D.features`` / ``D.head`` alo
 Conditioning (``conditional=true``): G sees [z, embed(y)] (``cond: embed``) or [z, onehot(y)]
 (``cond: onehot``, Mirza & Osindero 2014); D adds <embed(y), features> (``cond: projection``,
 Miyato & Koyama 2018) or sees onehot(y) concatenated to its input (``cond: concat``, Mirza &
-Osindero 2014), as constant channels for images and appended to the flat input for an MLP.
+Osindero 2014), as constant channels for images and appended to the flat input for an MLP;
+or D's logit ignores y and a linear class head on the features, ``D.classify(x)``, predicts it
+(``cond: acgan``, Odena et al. 2017; the ``acgan`` trick adds its cross-entropy terms).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from ganexp.errors import ConfigError
 
 G_COND = ("embed", "onehot", "cbn")
-D_COND = ("projection", "concat")
+D_COND = ("projection", "concat", "acgan")
 OUTPUTS = ("tanh", "relaxed_bernoulli", "straight_through")
 
 
@@ -155,7 +157,8 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """``body`` maps x (with the one-hot label appended when ``cond: concat``) to a flat feature
     vector; ``head`` to one logit. With ``cond: projection`` the term <embed(y), features> is
-    added to the logit (Miyato & Koyama 2018). ``in_extra`` is the input width the label adds,
+    added to the logit (Miyato & Koyama 2018). With ``cond: acgan`` the logit does not see y and
+    ``classifier`` maps the features to class logits (Odena et al. 2017). ``in_extra`` is the input width the label adds,
     for subclasses building their first layer."""
 
     #: concat: the label as constant feature maps (convolutional D) or appended to the flat input (MLP)
@@ -168,6 +171,7 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(feat_dim, 1)
         self.embed = nn.Embedding(num_classes, feat_dim) if num_classes and cond == "projection" else None
         self.in_extra = num_classes if num_classes and cond == "concat" else 0
+        self.classifier = nn.Linear(feat_dim, num_classes) if num_classes and cond == "acgan" else None
 
     def _check(self, y: Tensor | None) -> None:
         if self.num_classes and y is None:
@@ -186,6 +190,12 @@ class Discriminator(nn.Module):
     def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The input of the head; depends on y only with ``cond: concat``."""
         return self.body(self.label_input(x, y)).flatten(1)
+
+    def classify(self, x: Tensor) -> Tensor:
+        """``cond: acgan``: the auxiliary classifier's class logits (a forward of ``features``)."""
+        if self.classifier is None:
+            raise ValueError("classify needs a discriminator built with cond=acgan and conditional=true")
+        return self.classifier(self.features(x))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         self._check(y)
