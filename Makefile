@@ -24,8 +24,8 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
 
-# Measured on the idle 2-core dev machine: `make test` 5.1 min (489 tests), `make test-slow` 2.8 min
-# (34 tests; the SIGKILL fault script alone ~100 s). CI (.ci/run) runs both.
+# Measured on the idle 2-core dev machine: `make test` 5.2 min (504 tests), `make test-slow` 2.7 min
+# (36 tests; the SIGKILL fault script alone ~100 s). CI (.ci/run) runs both.
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
