@@ -261,7 +261,7 @@ def main() -> None:
     if cmd == "train":
         rest = _resume_args(_out_dir_args(rest))
         if any(a in ("-m", "--multirun") for a in rest):  # sweep folders are named by these keys
-            os.environ[sweep.SWEPT_ENV] = ",".join(sweep.swept_keys(rest))
+            os.environ[sweep.SWEPT_ENV] = ",".join(o.key_or_group.lstrip("+~") for o in _parse(rest) if o.is_sweep_override())
     sys.argv = [f"ganexp {cmd}", *rest]
     COMMANDS[cmd]()
     if sweep.LAST and sweep.LAST["failed"]:

@@ -18,40 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 SWEPT_ENV = "GANEXP_SWEPT"
 #: Overrides that say where or how a job runs, never part of its folder name.
 NOT_NAMED = ("out_dir", "resume", "device", "overwrite")
-#: Sweep syntax in an override's value: a top-level comma or a sweep function.
-_SWEEP_FN = re.compile(r"^(range|choice|interval|glob|tag)\(")
 
 
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
-
-
-def _top_level_comma(value: str) -> bool:
-    depth, quote = 0, None
-    for c in value:
-        if quote:
-            quote = None if c == quote else quote
-        elif c in "'\"":
-            quote = c
-        elif c in "[{(":
-            depth += 1
-        elif c in "]})":
-            depth -= 1
-        elif c == "," and depth == 0:
-            return True
-    return False
-
-
-def swept_keys(args: list[str]) -> list[str]:
-    """The keys a multirun command line sweeps over (`loss=gan,lsgan`, `seed=range(3)`)."""
-    out = []
-    for a in args:
-        if "=" not in a or a.startswith("-"):
-            continue
-        key, value = a.split("=", 1)
-        if _top_level_comma(value) or _SWEEP_FN.match(value):
-            out.append(key.lstrip("+~"))
-    return out
 
 
 def _safe(text: str) -> str:

@@ -144,3 +144,18 @@ def test_the_default_config_scores_itself():
     with initialize_config_module("ganexp.conf", version_base="1.3"):
         cfg = compose("train")
     assert list(cfg.eval.metrics) == ["default"] and cfg.eval.every == 500
+
+
+def test_sweep_job_names_hold_only_the_swept_values(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from ganexp.sweep import SWEPT_ENV, job_name
+
+    root = OmegaConf.create({"hydra": {"overrides": {"task": ["loss=gan", "train.steps=4", "tricks=[ema,r1]", "seed=1",
+                                                               "out_dir=x"]},
+                                       "sweeper": {"params": {"tricks": "choice([],[ema,r1])"}}}})
+    monkeypatch.setenv(SWEPT_ENV, "loss,seed")
+    assert job_name(root) == "loss-gan_tricks-ema-r1_seed-1"
+    root.hydra.overrides.task = ["tricks=[]", "optimizer.d.lr=1e-3"]
+    monkeypatch.setenv(SWEPT_ENV, "optimizer.d.lr")
+    assert job_name(root) == "tricks-none_optimizer.d.lr-1e-3"
