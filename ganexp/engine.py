@@ -1,6 +1,7 @@
 """The training engine: runs a Run. It never reads the config."""
 from __future__ import annotations
 
+import json
 import math
 from contextlib import contextmanager
 from typing import Iterator
@@ -201,8 +202,6 @@ def _show_samples(run: Run, sampler: Sampler, step: int) -> None:
 def _previous_final(run: Run) -> dict[str, float]:
     """A resumed run's metrics.json starts from what the run had logged before (its last metrics
     may come from an evaluation before the resume)."""
-    import json
-
     try:
         old = json.loads((run.out_dir / "metrics.json").read_text())
     except (OSError, ValueError):
