@@ -11,13 +11,13 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ganexp import checkpoint, files, provenance
+from ganexp import checkpoint, distributed, files, provenance
 from ganexp.data import DataInfo
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.hooks import Hook
 from ganexp.losses import Loss
 from ganexp.lr_schedule import KINDS, LRSchedule
-from ganexp.monitor import Monitor, say
+from ganexp.monitor import Monitor, SilentMonitor, say
 from ganexp.run import Run, Schedule
 from ganexp.sampling import Latent
 
@@ -274,9 +274,47 @@ def check_objective(name: str | None, evaluators: list[Any]) -> None:
         raise ConfigError(f"optimized_metric={name} is not computed: {have}; choose one of them or add its metric")
 
 
+def _run_dir(cfg: DictConfig, dist: distributed.Dist | None) -> Path:
+    """The run folder, refused or prepared by rank 0 alone; under DDP rank 0 tells the others
+    (Hydra's time-stamped folder is rank 0's; the other ranks have none)."""
+    if dist is not None and not dist.is_main:
+        kind, value = dist.broadcast(None)
+        if kind == "error":
+            raise distributed.FollowsRank0(value)
+        return Path(value)
+    try:
+        out_dir = checkpoint.resolve(cfg.resume).parent.parent if cfg.resume else output_dir(cfg)
+        # a file, a read-only folder, a live run or (unless overwrite=true) an earlier run: one line
+        for note in files.prepare_run_dir(out_dir, overwrite=cfg.get("overwrite", False), resuming=bool(cfg.resume)):
+            say(note)
+    except GanexpError as e:
+        if dist is not None:
+            dist.broadcast(("error", str(e)))
+        raise
+    if dist is not None:
+        dist.broadcast(("ok", str(out_dir)))
+    return out_dir
+
+
+def _sync_bn(cfg: DictConfig, dist: distributed.Dist | None, G: nn.Module, D: nn.Module,
+             notes: list[str]) -> tuple[nn.Module, nn.Module]:
+    """train.sync_bn=true: batch norm over the global batch (SyncBatchNorm, same state dict as BatchNorm)."""
+    if not cfg.train.get("sync_bn", False):
+        return G, D
+    if dist is None:
+        notes.append("note: train.sync_bn=true has no effect on one process (batch norm already sees the whole batch)")
+        return G, D
+    if dist.device.type != "cuda":
+        raise ConfigError("train.sync_bn=true needs CUDA (SyncBatchNorm has no CPU kernel); use device=cuda or drop it")
+    return distributed.convert_sync_bn(G), distributed.convert_sync_bn(D)
+
+
 def build_run(cfg: DictConfig) -> Run:
     validate(cfg)
-    device = resolve_device(cfg.device)
+    dist = distributed.setup(cfg.device)  # None on one process
+    device = dist.device if dist else resolve_device(cfg.device)
+    if dist is not None:
+        dist.local_batch(cfg.train.batch_size)  # one line when the global batch does not split evenly
     torch.manual_seed(cfg.seed)
     state = checkpoint.load(cfg.resume) if cfg.resume else None
     notes = []
@@ -284,14 +322,12 @@ def build_run(cfg: DictConfig) -> Run:
     if state is not None:
         notes += keep_launch_values(cfg, state["config"])
         check_resume(cfg, state["config"])
-    out_dir = checkpoint.resolve(cfg.resume).parent.parent if cfg.resume else output_dir(cfg)
-    # a file, a read-only folder, a live run or (unless overwrite=true) an earlier run: one line
-    for note in files.prepare_run_dir(out_dir, overwrite=cfg.get("overwrite", False), resuming=bool(cfg.resume)):
-        say(note)
+    out_dir = _run_dir(cfg, dist)
 
     data = build_dataset(cfg.dataset).to(device)
     info = data.info
     G, D, loss, tricks = build_models(cfg, info, device)
+    G, D = _sync_bn(cfg, dist, G, D, notes)
     opt_g = _optimizer(cfg.optimizer.g, G.parameters(), "g")
     opt_d = _optimizer(cfg.optimizer.d, D.parameters(), "d")
     lr_schedule = None
@@ -300,7 +336,8 @@ def build_run(cfg: DictConfig) -> Run:
         lr_schedule.attach(opt_g, opt_d)
     latent = Latent(cfg.latent.dim, cfg.latent.prior, G.num_classes if hasattr(G, "num_classes") else 0, device)
     sch = Schedule(cfg.train.steps, cfg.train.batch_size, cfg.optimizer.d_steps, cfg.optimizer.g_steps,
-                   cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0))
+                   cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0),
+                   ranks=dist.world if dist else 1)
     evaluators, best = build_evaluators(cfg, data, device)
     notes += [ev.note for ev in evaluators if getattr(ev, "note", None)]
     notes += [f"note: tricks.{k} settings are ignored: {k} is not in tricks=[...]"
@@ -309,11 +346,13 @@ def build_run(cfg: DictConfig) -> Run:
     run = Run(
         data=data, G=G, D=D, loss=loss, tricks=tricks, opt_g=opt_g, opt_d=opt_d, latent=latent, schedule=sch,
         fixed_z=torch.empty(0), fixed_y=None, out_dir=out_dir, device=device,
-        monitor=Monitor(out_dir, sch.steps, sch.log_every), seed=cfg.seed,
+        monitor=Monitor(out_dir, sch.steps, sch.log_every) if dist is None or dist.is_main else SilentMonitor(out_dir, sch.steps, sch.log_every),
+        seed=cfg.seed,
         config=OmegaConf.to_container(cfg, resolve=True), hparams=_hparams(cfg), resume_state=state,
         evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile, notes=notes,
-        provenance=provenance.collect(device) | {"resumed_from_step": int(state["step"]) if state else 0},
-        lr_schedule=lr_schedule, clip_grad_norm=cfg.optimizer.clip_grad_norm,
+        provenance=provenance.collect(device) | {"resumed_from_step": int(state["step"]) if state else 0}
+        | ({"ranks": dist.world} if dist else {}),
+        lr_schedule=lr_schedule, clip_grad_norm=cfg.optimizer.clip_grad_norm, dist=dist,
     )
     for h in [loss, *tricks]:
         h.setup(run)
@@ -323,6 +362,9 @@ def build_run(cfg: DictConfig) -> Run:
         run.fixed_y = None if state["fixed_y"] is None else state["fixed_y"].to(device)
     else:
         run.fixed_z, run.fixed_y = run.latent.fixed(cfg.train.num_fixed, cfg.seed)
+    if dist is not None:  # every rank built the same run from the same seed; from here each draws its share
+        dist.start_streams(cfg.seed)
+        data.shard(dist, cfg.seed, int(state["step"]) if state else 0)
     return run
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
 from ganexp import files, schema, sweep  # schema registers the typed schema before composition
-from ganexp.errors import GanexpError
+from ganexp.errors import ConfigError, GanexpError
 from ganexp.monitor import console, log, say
 
 CONF = "pkg://ganexp.conf"
@@ -35,6 +35,13 @@ commands:
 
 
 def _fail(e: GanexpError) -> None:
+    from ganexp import distributed
+
+    rank = distributed.rank()
+    if rank:  # rank 0 reports the run's errors (a config error is the same on every rank); the others their own
+        if not isinstance(e, (ConfigError, distributed.RunInterrupted, distributed.FollowsRank0)):
+            print(f"error (rank {rank}): {e}", file=sys.stderr)
+        sys.exit(2)
     if log.hasHandlers():  # train.log under Hydra; never Python's last-resort second copy on stderr
         log.error(str(e), extra={"ganexp_shown": True})
     console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
@@ -65,9 +72,13 @@ def train_task(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from ganexp import distributed
     from ganexp.build import build_run
     from ganexp.engine import train
 
+    if distributed.rank():  # one voice per run: rank 0's (Slurm tasks share Hydra's job log file)
+        console.quiet = True
+        log.disabled = True
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     if hc.runtime.choices.get("hydra/sweeper") == "optuna" and not cfg.optimized_metric:
@@ -85,6 +96,8 @@ def train_task(cfg: DictConfig) -> float | None:
             _fail(e)
         if not multirun:
             raise
+        if distributed.rank():
+            return None
         msg = str(e) if isinstance(e, GanexpError) else f"{type(e).__name__}: {e}"
         sweep.record_failure(Path(hc.runtime.output_dir), msg)
         console.print(f"[bold red]job failed:[/] {escape(msg)}", highlight=False, soft_wrap=True)
@@ -243,6 +256,26 @@ def _out_dir_args(args: list[str]) -> list[str]:
     return args
 
 
+#: Hydra settings of a DDP rank other than 0: no folder of its own, no .hydra/, no log file.
+FOLLOWER = ("hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none")
+
+
+def _launch_args(args: list[str]) -> list[str]:
+    """The run folder's overrides. Under torchrun (or srun) every rank runs this command: rank 0 checks
+    and names the run folder as usual (and tells the other ranks when the run is built); the others
+    make no folder and write nothing."""
+    from ganexp import distributed
+
+    launch = distributed.launch_env()
+    if launch is not None and any(a in ("-m", "--multirun") for a in args):
+        _usage_error("a distributed launch trains one run: drop -m (a sweep of DDP jobs goes through "
+                     "hydra/launcher=submitit_slurm with tasks_per_node = GPUs, see README 'Scaling')")
+    if launch is None or launch[0] == 0:
+        return _resume_args(_out_dir_args(args))
+    mine = {_key(o) for o in FOLLOWER}
+    return [*(a for a in _resume_args(args) if _key(a) not in mine), *FOLLOWER]
+
+
 def main() -> None:
     args = sys.argv[1:]
     if args and args[0] in ("-h", "--help", "help"):
@@ -259,7 +292,7 @@ def main() -> None:
         _usage_error(f"unknown command '{cmd}'; choose one of {', '.join(sorted([*COMMANDS, 'compare']))} (ganexp --help)")
     _check_overrides(cmd, rest)
     if cmd == "train":
-        rest = _resume_args(_out_dir_args(rest))
+        rest = _launch_args(rest)
         if any(a in ("-m", "--multirun") for a in rest):  # sweep folders are named by these keys
             os.environ[sweep.SWEPT_ENV] = ",".join(o.key_or_group.lstrip("+~") for o in _parse(rest) if o.is_sweep_override())
     sys.argv = [f"ganexp {cmd}", *rest]

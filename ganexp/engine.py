@@ -1,6 +1,7 @@
 """The training engine: runs a Run. It never reads the config."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 from contextlib import contextmanager
@@ -9,7 +10,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from ganexp import checkpoint, files
+from ganexp import checkpoint, distributed, files
 from ganexp.errors import GanexpError, TrainingDiverged
 from ganexp.hooks import HookSet, StepContext
 from ganexp.monitor import tensor_dict_to_floats
@@ -48,11 +49,21 @@ class Sampler:
 
 
 class Players:
-    """The callables of the adversarial forwards: G and D themselves, or their ``torch.compile``
-    wrappers (which share the parameters). Penalties, sampling and checkpoints use the plain modules."""
+    """The callables of the training step: G and D themselves, or their ``torch.compile`` wrappers
+    (which share the parameters), and the draws of real batches and latents. Penalties, sampling and
+    checkpoints use the plain modules.
+
+    Under DDP, G and D are wrapped in DistributedDataParallel (compiled after wrapping); D's forward
+    in G's step uses the plain D, which is frozen there and has no gradient to all-reduce; real
+    batches and latents are this rank's slice of the global batch's draw."""
 
     def __init__(self, run: Run):
-        self.G, self.D = (torch.compile(run.G), torch.compile(run.D)) if run.compile else (run.G, run.D)
+        dist = run.dist
+        G, D = (run.G, run.D) if dist is None else (dist.wrap(run.G), dist.wrap(run.D))
+        self.G, self.D = (torch.compile(G), torch.compile(D)) if run.compile else (G, D)
+        self.D_frozen = self.D if dist is None else torch.compile(run.D) if run.compile else run.D
+        self.real = run.data.sample  # a sharded dataset draws this rank's slice itself
+        self.latent = run.latent.sample if dist is None else functools.partial(dist.latent, run.latent)
         self.amp = run.amp
         self.device_type = run.device.type
 
@@ -63,12 +74,12 @@ class Players:
 
 def _step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) -> dict[str, Tensor]:
     """One generator step preceded by ``d_steps`` discriminator steps."""
-    G, D, sch, latent, loss = players.G, players.D, run.schedule, run.latent, run.loss
-    B, device = sch.batch_size, run.device
+    G, D, sch, loss = players.G, players.D, run.schedule, run.loss
+    B, device = sch.local_batch, run.device
     fake = y_fake = None
     for i in range(sch.d_steps):
-        real, y_real = hooks.on_real(*run.data.sample(B), step)
-        z, y_fake = latent.sample(B)
+        real, y_real = hooks.on_real(*players.real(B), step)
+        z, y_fake = players.latent(B)
         keep_graph = reuse and i == sch.d_steps - 1  # this forward is reused for the G step
         with players.autocast():
             with torch.set_grad_enabled(keep_graph):
@@ -91,9 +102,9 @@ def _step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) ->
     for j in range(sch.g_steps):
         with players.autocast():
             if j > 0 or not reuse:
-                z, y_fake = latent.sample(B)
+                z, y_fake = players.latent(B)
                 fake = G(z, y_fake)
-            d_fake_g = D(hooks.on_d_input(fake, step), y_fake).float()
+            d_fake_g = players.D_frozen(hooks.on_d_input(fake, step), y_fake).float()
             t = loss.targets(B, device)
             t = hooks.on_targets(t, step) if t is not None else None
             gctx = StepContext(step, run.G, run.D, real, y_real, fake, y_fake, None, d_fake_g, ctx.logs)
@@ -121,7 +132,8 @@ def _state(run: Run, hooks: HookSet, step: int, sampling_G: nn.Module, best: flo
     s = {
         "G": run.G.state_dict(), "D": run.D.state_dict(),
         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
-        "hooks": hooks.state_dict(), "step": step, "rng": checkpoint.rng_state(),
+        "hooks": hooks.state_dict(), "step": step,
+        "rng": checkpoint.rng_state() | (run.dist.rng_state() if run.dist is not None else {}),
         "config": run.config, "data_info": run.info.as_dict(),
         "fixed_z": run.fixed_z.cpu(), "fixed_y": None if run.fixed_y is None else run.fixed_y.cpu(),
         # what the generator was trained on: sample/eval must draw z the same way
@@ -166,8 +178,13 @@ def _restore(run: Run, hooks: HookSet, state: dict) -> tuple[int, list[str]]:
     except (RuntimeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0]
         raise GanexpError(f"checkpoint does not fit this run's models or optimizers: {first}") from None
+    step = int(state["step"])
     checkpoint.set_rng_state(state["rng"])
-    return int(state["step"]), changed
+    if run.dist is not None:
+        run.dist.set_rng_state(state["rng"], run.seed, step)
+    else:  # a distributed run's checkpoint: its data and latent stream goes on here
+        distributed.continue_shared_stream(state["rng"], run.device)
+    return step, changed
 
 
 def d_landscape(D: nn.Module, lim: float, n: int = 80) -> tuple[Tensor, Tensor, Tensor] | None:
@@ -213,7 +230,10 @@ def train(run: Run) -> dict[str, float]:
     """Train ``run`` to ``run.schedule.steps`` generator steps; return the final metrics. The run
     folder is locked (``<run>/.lock``) from the start to every end, so no second run writes into it.
     Every exit (done, Ctrl-C, divergence, an error) writes ``metrics.json`` with a ``status`` and
-    the run's hparams summary with every final scalar as an HPARAMS metric."""
+    the run's hparams summary with every final scalar as an HPARAMS metric. Under DDP rank 0 holds
+    the lock and writes every file; the other ranks train and write nothing."""
+    if run.dist is not None and not run.dist.is_main:
+        return _train(run)
     lock = files.RunLock(run.out_dir).acquire()
     if lock.note:
         run.monitor.message(lock.note)
@@ -244,6 +264,9 @@ def _train(run: Run) -> dict[str, float]:
     sampling_G = hooks.sampling_generator(run.G)
     sampler = Sampler(sampling_G, run.latent, max(sch.batch_size, 256))
     players = Players(run)
+    dist, main = run.dist, run.dist is None or run.dist.is_main
+    if dist is not None:
+        dist.catch_signals()
     step, status, error = start, "failed", None
 
     def state(at: int) -> dict:
@@ -251,6 +274,8 @@ def _train(run: Run) -> dict[str, float]:
 
     try:
         while step < sch.steps:
+            if dist is not None and dist.should_stop():  # a rank got SIGINT/SIGTERM: all stop at this step
+                raise KeyboardInterrupt
             if run.lr_schedule:
                 run.lr_schedule.apply(step, run.opt_g, run.opt_d)
             logs = _step(run, hooks, step, reuse, players)
@@ -261,6 +286,8 @@ def _train(run: Run) -> dict[str, float]:
                          "lr/g": run.opt_g.param_groups[0]["lr"], "lr/d": run.opt_d.param_groups[0]["lr"]}
                 logs |= hooks.scalars(step)
                 values = tensor_dict_to_floats(logs)
+                if dist is not None:  # the mean over ranks: every rank takes the same decisions below
+                    values = dist.average(values)
                 bad = {k: v for k, v in values.items() if not math.isfinite(v)}
                 if bad:
                     kept = f"last good checkpoint {saved_at} is kept" if saved_at else "no checkpoint was written"
@@ -272,6 +299,8 @@ def _train(run: Run) -> dict[str, float]:
                 final.update(values)
             else:
                 mon.advance(step)
+            if not main:  # samples, evaluation and checkpoints: rank 0 alone (the models are the same on all ranks)
+                continue
             if sch.sample_every and (step % sch.sample_every == 0 or last):
                 _show_samples(run, sampler, step)
             if sch.eval_every and run.evaluators and (step % sch.eval_every == 0 or last):
@@ -296,9 +325,10 @@ def _train(run: Run) -> dict[str, float]:
     except KeyboardInterrupt:
         status = "interrupted"
         hooks.restore_live()  # a hook may hold swapped-in weights mid-step (checkpoint_swap)
-        checkpoint.save(ckpt_dir / "last.pt", state(step))
+        if main:
+            checkpoint.save(ckpt_dir / "last.pt", state(step))
         error = f"interrupted at step {step}; checkpoint saved, continue with resume={run.out_dir}"
-        raise GanexpError(error) from None
+        raise distributed.RunInterrupted(error) from None
     except Exception as e:
         error = str(e) if isinstance(e, GanexpError) else f"{type(e).__name__}: {e}"
         raise
@@ -313,4 +343,9 @@ def _train(run: Run) -> dict[str, float]:
             # the error that ended the run is the one to report (a full disk fails this write too)
         finally:
             mon.close()
+            if dist is not None:
+                dist.release_signals()
+                if status in ("done", "interrupted"):  # the others wait for rank 0's last files, then all leave
+                    dist.barrier()
+                    dist.close()
     return final

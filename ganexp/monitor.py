@@ -258,6 +258,20 @@ class Monitor:
             self.writer = None
 
 
+class SilentMonitor(Monitor):
+    """The monitor of a DDP rank other than 0: it keeps time (steps/s) and writes nothing, so the
+    run folder holds one copy of everything, from rank 0."""
+
+    def open(self, start_step: int, elapsed: float = 0.0) -> None:
+        self._t0, self._step0, self._elapsed0 = time.perf_counter(), start_step, elapsed
+
+    def _nothing(self, *args, **kwargs) -> None:
+        pass
+
+    hparams = stats = scalars = advance = images = figure = scatter = metrics = provenance = _nothing
+    message = write_json = close = _nothing
+
+
 def tensor_dict_to_floats(d: dict[str, Tensor | float]) -> dict[str, float]:
     """One host sync for a whole dict of scalars."""
     keys = list(d)

@@ -31,6 +31,13 @@ class Schedule:
     sample_every: int = 500
     ckpt_every: int = 1000
     eval_every: int = 0
+    #: Processes that share each batch (DDP); ``batch_size`` is the global batch.
+    ranks: int = 1
+
+    @property
+    def local_batch(self) -> int:
+        """The samples of a batch this process handles (``batch_size`` on one process)."""
+        return self.batch_size // self.ranks
 
 
 @dataclass
@@ -69,6 +76,8 @@ class Run:
     lr_schedule: LRSchedule | None = None
     #: Each player's gradient norm is clipped to this before its optimizer step (None: no clipping).
     clip_grad_norm: float | None = None
+    #: Under torchrun/Slurm: this process's rank, the shared random stream, control messages (else None).
+    dist: Any = None
 
     @property
     def info(self) -> DataInfo:

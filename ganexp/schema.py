@@ -45,6 +45,7 @@ class TrainLoop:
     num_fixed: int = 64  # latents of the sample grid (points: of the scatter plot)
     amp: str = "none"  # none | bf16: autocast of the forward passes
     compile: bool = False  # torch.compile G and D for the training step
+    sync_bn: bool = False  # DDP on CUDA: batch norm statistics over the global batch (SyncBatchNorm)
 
 
 @dataclass

@@ -75,12 +75,20 @@ class TensorData:
     Sampling is with replacement, so progress is counted in steps, not epochs.
     """
 
+    dist = None
+
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None, info: DataInfo):
         if len(x) == 0:
             from ganexp.errors import DataError
 
             raise DataError(f"dataset '{info.name}' is empty")
         self.x, self.y, self.info = x, y, info
+
+    def shard(self, dist, seed: int = 0, start_step: int = 0) -> "TensorData":
+        """Under DDP: ``sample(n)`` returns this rank's ``n`` of the ``n * ranks`` random indices the
+        shared stream draws, so the ranks' batches are disjoint draws and their union is one global batch."""
+        self.dist = dist
+        return self
 
     def binarize(self) -> "TensorData":
         """Threshold the stored pixels once, so every reader (training, metrics, caches) sees binary data."""
@@ -100,7 +108,10 @@ class TensorData:
         return to_unit_range(x) if x.dtype == torch.uint8 else x
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        idx = torch.randint(len(self.x), (n,), device=self.x.device)
+        if self.dist is None:
+            idx = torch.randint(len(self.x), (n,), device=self.x.device)
+        else:
+            idx = self.dist.indices(len(self.x), n, self.x.device)
         return self._convert(self.x[idx]), None if self.y is None else self.y[idx]
 
     def real_batches(self, n: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -127,6 +138,18 @@ class LoaderData:
         self.device = torch.device("cpu")
         self._it: Iterator | None = None
         self._batch = 0
+        self.sampler = None  # a DistributedSampler under DDP (``shard``)
+
+    def shard(self, dist, seed: int = 0, start_step: int = 0) -> "LoaderData":
+        """Under DDP: each rank streams its own part of every pass (DistributedSampler, reshuffled per
+        pass by ``set_epoch``; a resumed run starts at a pass numbered by its step, not from pass 0)."""
+        from torch.utils.data.distributed import DistributedSampler
+
+        self.sampler = DistributedSampler(self.dataset, num_replicas=dist.world, rank=dist.rank, shuffle=True,
+                                          seed=seed, drop_last=True)
+        self.sampler.set_epoch(start_step)
+        self.close()
+        return self
 
     def binarize(self) -> "LoaderData":
         """Threshold each streamed batch (see ``TensorData.binarize``)."""
@@ -142,7 +165,7 @@ class LoaderData:
 
     def _loader(self, n: int) -> DataLoader:
         return DataLoader(
-            self.dataset, batch_size=n, shuffle=True, drop_last=True, num_workers=self.num_workers,
+            self.dataset, batch_size=n, shuffle=self.sampler is None, sampler=self.sampler, drop_last=True, num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
         )
 
@@ -192,8 +215,12 @@ def default_workers(num_workers: int | None) -> int:
 def _forever(loader: DataLoader) -> Iterator:
     """Endless batches. A free function, not a method: a generator holding ``self`` would make a
     reference cycle, and workers shut down by the cycle collector stall ~5 s each in join()."""
+    epoch = getattr(loader.sampler, "epoch", None)  # a DistributedSampler: a new shuffle each pass
     while True:
         empty = True
+        if epoch is not None:
+            loader.sampler.set_epoch(epoch)
+            epoch += 1
         for batch in loader:
             empty = False
             yield batch

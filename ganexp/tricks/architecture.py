@@ -154,10 +154,11 @@ class MinibatchStddev(Hook):
         self.group_size = group_size
 
     def setup(self, run) -> None:
-        B = run.schedule.batch_size
+        B, ranks = run.schedule.local_batch, run.schedule.ranks  # groups are made within each rank's share
         require(B % self.group_size == 0,
-                f"minibatch_stddev.group_size={self.group_size} does not divide train.batch_size={B}; "
-                f"use a batch size that is a multiple of it (e.g. {B + (-B) % self.group_size})")
+                f"minibatch_stddev.group_size={self.group_size} does not divide train.batch_size={B * ranks}"
+                + (f" / {ranks} ranks" if ranks > 1 else "")
+                + f"; use a batch size that is a multiple of it (e.g. {(B + (-B) % self.group_size) * ranks})")
 
     def modify_models(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
         ganexp_discriminator(D, self.name)

@@ -22,7 +22,7 @@ class LabelTrick(Hook):
         loss = run.loss
         require(loss.default_targets is not None,
                 f"{self.name} needs a loss with real/fake targets (gan, nsgan, lsgan); loss is {type(loss).__name__}")
-        self.n, self.device = run.schedule.batch_size, run.device
+        self.n, self.device = run.schedule.local_batch, run.device
         real, fake, gen = loss.default_targets
         self.target_sum = real + fake  # label_swap reflects G's target through the middle of the scale
 

@@ -28,7 +28,7 @@ class ExperienceReplay(Hook):
         self.count = 0  # fakes pushed so far (a Python int: no device sync to know the fill)
 
     def setup(self, run) -> None:
-        self.k, self.device = round(self.ratio * run.schedule.batch_size), run.device
+        self.k, self.device = round(self.ratio * run.schedule.local_batch), run.device
 
     def on_fake(self, x: Tensor, y: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:
         if self.x is None:

@@ -85,8 +85,9 @@ class PacGAN(Hook):
         return G, D
 
     def setup(self, run) -> None:
-        B = run.schedule.batch_size
-        require(B % self.m == 0, f"pacgan.m={self.m} must divide train.batch_size={B}")
+        B = run.schedule.local_batch  # packs are made within each rank's share of the batch
+        where = f"train.batch_size={run.schedule.batch_size}" + (f" / {run.schedule.ranks} ranks" if run.schedule.ranks > 1 else "")
+        require(B % self.m == 0, f"pacgan.m={self.m} must divide {where}")
         later = [t.name for t in run.tricks[run.tricks.index(self) + 1:] if type(t).on_targets is not Hook.on_targets]
         require(not later, f"list pacgan after {', '.join(later)}: it packs the targets those tricks draw")
         self.B = B

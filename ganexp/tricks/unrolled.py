@@ -79,6 +79,8 @@ class Unrolled(Hook):
         self._t: int | None = None  # D's optimiser step count
 
     def setup(self, run) -> None:
+        require(run.dist is None, "unrolled cannot run under DDP: its K look-ahead steps of D would each see only this "
+                                  "rank's share of the batch (no all-reduce inside the unrolled graph); train it on one process")
         opt = run.opt_d
         rule = next((r for cls, r in RULES.items() if type(opt) is cls), None)
         require(rule is not None, f"unrolled differentiates through D's optimiser: Adam, SGD or RMSprop, got {type(opt).__name__}")
