@@ -57,6 +57,9 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], out_dir: Pat
             threading.Thread(target=_stop_on_first_log, args=(out_dir,), daemon=True).start()
         result["final"] = train(run)
         result["G"], result["D"] = run.G.state_dict(), run.D.state_dict()
+        # parameters (batch-norm statistics are each rank's own between DDP's broadcasts from rank 0)
+        result["params"] = {f"{who}.{n}": p.detach().clone() for who, m in [("G", run.G), ("D", run.D)]
+                            + [(t.name, t.ema) for t in run.tricks if t.name == "ema"] for n, p in m.named_parameters()}
     except GanexpError as e:
         result["error"], result["type"] = str(e), type(e).__name__
     torch.save(result, results / f"rank{rank}.pt")
@@ -116,6 +119,23 @@ def test_two_ranks_equal_one_process_write_once_and_resume_on_one(tmp_path):
     straight = _train_one(ring("train.steps=9"), tmp_path / "straight")
     _close(resumed.G.state_dict(), straight.G.state_dict())
     _close(resumed.D.state_dict(), straight.D.state_dict())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [
+    # the stateful tricks and every gradient penalty (double backward through the plain D, see Players)
+    ["tricks=[gradient_penalty,dragan,r1,historical_averaging,ema,experience_replay,checkpoint_swap]",
+     "tricks.checkpoint_swap.every=2", "tricks.checkpoint_swap.prob=0.5", "tricks.experience_replay.capacity=16"],
+    # DCGAN with batch norm on images, a penalty through it
+    ["dataset=digits", "model=dcgan", "tricks=[r1,ema]", "train.batch_size=8", "train.steps=4"],
+])
+def test_tricks_and_penalties_train_under_ddp(tmp_path, extra):
+    r0, r1 = spawn(ring(*extra), tmp_path / "run", tmp_path / "results")
+    assert "error" not in r0 and "error" not in r1, (r0.get("error"), r1.get("error"))
+    assert any(k.startswith("ema.") for k in r0["params"])  # the EMA generator too (it samples and is saved)
+    for name, p in r0["params"].items():
+        assert torch.equal(p, r1["params"][name]), name
+    assert r0["final"]["status"] == "done"
 
 
 @pytest.mark.slow
