@@ -328,6 +328,10 @@ def build_run(cfg: DictConfig) -> Run:
     info = data.info
     G, D, loss, tricks = build_models(cfg, info, device)
     G, D = _sync_bn(cfg, dist, G, D, notes)
+    if cfg.train.get("channels_last", False) and info.kind == "image":
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    if device.type == "cuda":  # process-wide switches: this process trains one run
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(cfg.train.get("tf32", True))
     opt_g = _optimizer(cfg.optimizer.g, G.parameters(), "g")
     opt_d = _optimizer(cfg.optimizer.d, D.parameters(), "d")
     lr_schedule = None

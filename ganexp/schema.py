@@ -21,6 +21,7 @@ class OptimSpec:
     eps: Optional[float] = None
     weight_decay: Optional[float] = None
     nesterov: Optional[bool] = None
+    fused: Optional[bool] = None  # true: one fused kernel per step (Adam, AdamW, SGD; CPU and CUDA)
 
 
 @dataclass
@@ -46,6 +47,8 @@ class TrainLoop:
     amp: str = "none"  # none | bf16: autocast of the forward passes
     compile: bool = False  # torch.compile G and D for the training step
     sync_bn: bool = False  # DDP on CUDA: batch norm statistics over the global batch (SyncBatchNorm)
+    channels_last: bool = False  # image models in channels_last memory format (faster convolutions on tensor cores)
+    tf32: bool = True  # CUDA: TF32 matmuls and convolutions (Ampere+); false for full fp32
 
 
 @dataclass

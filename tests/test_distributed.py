@@ -247,7 +247,7 @@ def test_cuda_bf16_compiled_run_trains_and_loads_on_cpu(tmp_path):
     from ganexp.data import DataInfo
 
     run = _train_one(["device=cuda", "train.amp=bf16", "train.compile=true", "train.steps=4"], tmp_path / "run")
-    assert run.device.type == "cuda"
+    assert run.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32  # train.tf32: on by default
     state = checkpoint.load(tmp_path / "run")
     assert state["step"] == 4
     from omegaconf import OmegaConf
@@ -257,3 +257,11 @@ def test_cuda_bf16_compiled_run_trains_and_loads_on_cpu(tmp_path):
     D.load_state_dict(state["D"])
     z = torch.randn(2, state["latent"]["dim"])
     assert torch.isfinite(G(z, None)).all()
+
+
+def test_channels_last_and_fused_adam_train(tmp_path):
+    run = _train_one(["train.channels_last=true", "optimizer.g.fused=true", "optimizer.d.fused=true"], tmp_path / "run")
+    conv = next(m for m in run.D.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    assert run.opt_g.defaults["fused"] is True and run.opt_d.defaults["fused"] is True
+    assert checkpoint.load(tmp_path / "run")["step"] == 4
