@@ -4,10 +4,18 @@ architecture, batch, optimizer and data, both measured in this one process; and 
 
     python scripts/bench_train.py [--steps 200] [--batch 64] [--device auto] [--dataset digits]
                                   [--variants bf16,compile] [--mlp-steps 1000] [--threads 1]
+                                  [--resolutions 32,64] [--batches 64,256] [--width 64]
 
-Prints steps/s and the ratio engine / plain loop (1.0 = no overhead from ganexp). --variants adds
-rows for `train.amp=bf16` and `train.compile=true` (a compiled run's rate includes its compile time:
-pass more --steps to see the steady state). --mlp-steps 0 skips the 2D MLP rows.
+Prints steps/s, images/s and the ratio engine / plain fp32 loop (1.0 = no overhead from ganexp).
+--variants adds rows for `train.amp=bf16`, `train.compile=true`, `train.channels_last=true`,
+fused Adam, or all of them at once (`all`); a compiled run's rate includes its compile time: pass
+more --steps to see the steady state. --resolutions and --batches repeat the DCGAN rows for each
+image size (the packaged digits resized, 1 channel) and global batch; --width sets DCGAN's ngf and
+ndf (Radford et al. use 64). --mlp-steps 0 skips the 2D MLP rows. The GPU table of
+docs/performance.md comes from
+
+    python scripts/bench_train.py --device cuda --resolutions 32,64 --batches 64,256 --width 64 \
+        --variants bf16,compile,channels_last,fused_adam,all --steps 300 --mlp-steps 0
 """
 from __future__ import annotations
 
@@ -28,7 +36,10 @@ from ganexp.models import DCGANDiscriminator, DCGANGenerator
 from ganexp.models.mlp import MLPDiscriminator, MLPGenerator
 
 
-VARIANTS = {"bf16": ["train.amp=bf16"], "compile": ["train.compile=true"]}
+FUSED = ["optimizer.g.fused=true", "optimizer.d.fused=true"]
+VARIANTS = {"bf16": ["train.amp=bf16"], "compile": ["train.compile=true"], "channels_last": ["train.channels_last=true"],
+            "fused_adam": FUSED,
+            "all": ["train.amp=bf16", "train.compile=true", "train.channels_last=true", *FUSED]}
 
 
 #: The 2D MLP GAN of the mode-collapse presets, without their tricks.
@@ -36,8 +47,10 @@ MLP = ["experiment=ring8_mlp", "loss=nsgan", "optimizer=adam", "train.batch_size
 
 
 def config(args, out_dir, extra=()):
+    image = [f"dataset.resolution={args.resolution}"] if args.resolution else []
+    width = [f"generator.ngf={args.width}", f"discriminator.ndf={args.width}"] if args.width else []
     setup = MLP if extra == MLP else [f"dataset={args.dataset}", "model=dcgan", "loss=nsgan", "optimizer=adam",
-                                      f"train.batch_size={args.batch}", *extra]
+                                      f"train.batch_size={args.batch}", *image, *width, *extra]
     overrides = [*setup, f"device={args.device}", f"train.steps={args.steps}", f"train.log_every={args.steps}",
                  "train.sample_every=0", "train.ckpt_every=0", "metrics=[]", f"out_dir={out_dir}"]
     with initialize_config_module("ganexp.conf", version_base="1.3"):
@@ -115,6 +128,9 @@ def main():
     p.add_argument("--variants", default="", help=f"comma-separated extra rows: {', '.join(VARIANTS)}")
     p.add_argument("--mlp-steps", type=int, default=1000, help="steps of the 2D MLP rows (0: skip them)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--resolutions", default="", help="comma-separated DCGAN image sizes (default: the dataset's own)")
+    p.add_argument("--batches", default="", help="comma-separated batch sizes (default: --batch)")
+    p.add_argument("--width", type=int, default=0, help="DCGAN ngf and ndf (0: the config's, 32)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,6 +138,16 @@ def main():
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         p.error(f"unknown variant {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
+    resolutions = [int(v) for v in args.resolutions.split(",") if v] or [0]
+    batches = [int(v) for v in args.batches.split(",") if v] or [args.batch]
+    for res in resolutions:
+        for batch in batches:
+            one = argparse.Namespace(**{**vars(args), "resolution": res, "batch": batch})
+            measure(one, variants, mlp=args.mlp_steps > 0 and res == resolutions[0] and batch == batches[0])
+
+
+def measure(args, variants: list[str], mlp: bool) -> None:
+    """The table of one image size and batch: plain loop, ganexp, its variants (and the MLP rows)."""
     ganexp_rate = plain_rate = 0.0
     extra_rates = dict.fromkeys(variants, 0.0)
     mlp_rate = mlp_plain = 0.0
@@ -134,22 +160,26 @@ def main():
             plain_rate = max(plain_rate, plain_loop(run, cfg, args.steps))
             for v in variants:
                 extra_rates[v] = max(extra_rates[v], engine(args, f"{tmp}/{v}{r}", VARIANTS[v])[0])
-            if args.mlp_steps:
+            if mlp:
                 rate, mrun, mcfg = engine(mlp_args, f"{tmp}/mlp{r}", MLP)
                 mlp_rate = max(mlp_rate, rate)
                 mlp_plain = max(mlp_plain, plain_mlp_loop(mrun, mcfg, args.mlp_steps))
-    table = Table(title=f"DCGAN training on {args.dataset}, batch {args.batch}, {args.steps} steps, {run.device}, "
-                        f"best of {args.rounds}")
-    for col in ("loop", "steps/s", "ratio"):
+    where = torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else str(run.device)
+    table = Table(title=f"DCGAN {run.info.resolution} px (ngf/ndf {cfg.generator.ngf}) "
+                        f"on {args.dataset}, batch {args.batch}, {args.steps} steps, {where}, best of {args.rounds}")
+    for col in ("loop", "steps/s", "images/s", "ratio"):
         table.add_column(col, justify="right" if col != "loop" else "left")
-    table.add_row("plain PyTorch loop (reference)", f"{plain_rate:.1f}", "1.00")
-    table.add_row("ganexp train (whole run: logging, final checkpoint)", f"{ganexp_rate:.1f}", f"{ganexp_rate / plain_rate:.2f}")
+    B = args.batch
+    table.add_row("plain PyTorch loop, fp32 (reference)", f"{plain_rate:.1f}", f"{plain_rate * B:.0f}", "1.00")
+    table.add_row("ganexp train (whole run: logging, final checkpoint)", f"{ganexp_rate:.1f}", f"{ganexp_rate * B:.0f}",
+                  f"{ganexp_rate / plain_rate:.2f}")
     for v, rate in extra_rates.items():
-        table.add_row(f"ganexp train {' '.join(VARIANTS[v])}", f"{rate:.1f}", f"{rate / plain_rate:.2f}")
-    if args.mlp_steps:
-        table.add_row(f"2D MLP GAN (3x128, batch 256, {args.mlp_steps} steps): plain loop", f"{mlp_plain:.1f}", "1.00")
+        table.add_row(f"ganexp train {' '.join(VARIANTS[v])}", f"{rate:.1f}", f"{rate * B:.0f}", f"{rate / plain_rate:.2f}")
+    if mlp:
+        table.add_row(f"2D MLP GAN (3x128, batch 256, {args.mlp_steps} steps): plain loop", f"{mlp_plain:.1f}",
+                      f"{mlp_plain * 256:.0f}", "1.00")
         table.add_row("2D MLP GAN: ganexp train experiment=ring8_mlp loss=nsgan optimizer=adam", f"{mlp_rate:.1f}",
-                      f"{mlp_rate / mlp_plain:.2f}")
+                      f"{mlp_rate * 256:.0f}", f"{mlp_rate / mlp_plain:.2f}")
     Console().print(table)
 
 
