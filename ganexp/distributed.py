@@ -236,7 +236,7 @@ def setup(device_name: str) -> Dist | None:
         except (RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise GanexpError(f"cannot join the process group (rank {rank_} of {world}): {first}") from None
-    ctrl = tdist.new_group(backend="gloo") if tdist.get_backend() != "gloo" else None
+    ctrl = tdist.new_group(backend="gloo", timeout=TIMEOUT) if tdist.get_backend() != "gloo" else None
     return Dist(rank_, world, local, device, ctrl)
 
 
