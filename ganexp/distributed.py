@@ -40,14 +40,15 @@ class FollowsRank0(GanexpError):
 
 
 def launch_env() -> tuple[int, int, int] | None:
-    """(rank, world size, local rank) from torchrun's RANK/WORLD_SIZE/LOCAL_RANK, or from Slurm's
-    SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID (one task per GPU, e.g. the submitit launcher); None
-    for one process."""
+    """(rank, world size, local rank) from torchrun's RANK/WORLD_SIZE/LOCAL_RANK, or from the tasks
+    of a Slurm step (srun, the submitit launcher: one task per GPU): SLURM_PROCID,
+    SLURM_STEP_NUM_TASKS, SLURM_LOCALID. A batch script itself (no step) is one process, and
+    GANEXP_SLURM_DDP=0 ignores Slurm's variables. None for one process."""
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:
         rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
-    elif "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1 and env.get("GANEXP_SLURM_DDP", "1") != "0":
-        rank, world, local = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0))
+    elif "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env and env.get("GANEXP_SLURM_DDP", "1") != "0":
+        rank, world, local = int(env["SLURM_PROCID"]), int(env["SLURM_STEP_NUM_TASKS"]), int(env.get("SLURM_LOCALID", 0))
     else:
         return None
     return (rank, world, local) if world > 1 else None

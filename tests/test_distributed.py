@@ -212,6 +212,26 @@ def test_unrolled_refuses_ddp_in_one_line(tmp_path):
         run.tricks[0].setup(run)
 
 
+def test_launch_env_reads_torchrun_and_slurm_steps(monkeypatch):
+    from ganexp.distributed import launch_env
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NTASKS"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "16")
+    assert launch_env() is None  # a batch script with --ntasks=16 is still one process
+    monkeypatch.setenv("SLURM_PROCID", "13")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "16")
+    monkeypatch.setenv("SLURM_LOCALID", "5")
+    assert launch_env() == (13, 16, 5)  # a task of an srun step (submitit: one per GPU)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert launch_env() == (3, 4, 1)  # torchrun's variables win
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert launch_env() is None
+
+
 def test_other_ranks_make_no_hydra_folder(monkeypatch):
     from ganexp import cli
 
