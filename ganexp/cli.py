@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
 from ganexp import files, schema, sweep  # schema registers the typed schema before composition
-from ganexp.errors import ConfigError, GanexpError
+from ganexp.errors import ConfigError, GanexpError, TrainingDiverged
 from ganexp.monitor import console, log, say
 
 CONF = "pkg://ganexp.conf"
@@ -39,7 +39,7 @@ def _fail(e: GanexpError) -> None:
 
     rank = distributed.rank()
     if rank:  # rank 0 reports the run's errors (a config error is the same on every rank); the others their own
-        if not isinstance(e, (ConfigError, distributed.RunInterrupted, distributed.FollowsRank0)):
+        if not isinstance(e, (ConfigError, TrainingDiverged, distributed.RunInterrupted, distributed.FollowsRank0)):
             print(f"error (rank {rank}): {e}", file=sys.stderr)
         sys.exit(2)
     if log.hasHandlers():  # train.log under Hydra; never Python's last-resort second copy on stderr

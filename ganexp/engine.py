@@ -345,7 +345,8 @@ def _train(run: Run) -> dict[str, float]:
             mon.close()
             if dist is not None:
                 dist.release_signals()
-                if status in ("done", "interrupted"):  # the others wait for rank 0's last files, then all leave
+                if status in ("done", "interrupted", "diverged"):  # decided alike on every rank: the others
+                    # wait for rank 0's last files (torchrun kills the rest when one rank exits with an error)
                     dist.barrier()
                     dist.close()
     return final

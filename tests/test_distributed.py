@@ -85,7 +85,7 @@ def _train_one(overrides: list[str], out_dir: Path):
     from ganexp.engine import train
 
     run = build_run(make_cfg(overrides, out_dir))
-    train(run)
+    run.final = train(run)
     return run
 
 
@@ -96,15 +96,18 @@ def _close(a: dict, b: dict) -> None:
 
 
 def test_two_ranks_equal_one_process_write_once_and_resume_on_one(tmp_path):
-    r0, r1 = spawn(ring(), tmp_path / "ddp", tmp_path / "results")
+    scored = ("metrics=[modes]", "eval.every=6", "eval.num_samples=500")  # evaluated at the end, by rank 0
+    r0, r1 = spawn(ring(*scored), tmp_path / "ddp", tmp_path / "results")
     assert "error" not in r0 and "error" not in r1, (r0.get("error"), r1.get("error"))
     for k in ("G", "D"):  # DDP keeps the ranks' weights identical, bit for bit
         for name in r0[k]:
             assert torch.equal(r0[k][name], r1[k][name]), name
 
-    one = _train_one(ring(), tmp_path / "one")  # the same global batch and seed on one process
+    one = _train_one(ring(*scored), tmp_path / "one")  # the same global batch and seed on one process
     _close(r0["G"], one.G.state_dict())
     _close(r0["D"], one.D.state_dict())
+    evaluated = {k: v for k, v in one.final.items() if k.startswith("metrics/")}
+    assert evaluated and {k: r0["final"][k] for k in evaluated} == pytest.approx(evaluated, rel=1e-4)
 
     # rank 0 alone wrote the run folder: exactly what a one-process run writes
     def names(d: Path) -> list[str]:  # TensorBoard names its file by time, host and process
@@ -115,8 +118,8 @@ def test_two_ranks_equal_one_process_write_once_and_resume_on_one(tmp_path):
     assert saved["step"] == 6 and "shared" in saved["rng"]
 
     # the 2-rank checkpoint continues on one process, the same as one process all along
-    resumed = _train_one(ring("train.steps=9", f"resume={tmp_path / 'ddp'}"), None)
-    straight = _train_one(ring("train.steps=9"), tmp_path / "straight")
+    resumed = _train_one(ring(*scored, "train.steps=9", f"resume={tmp_path / 'ddp'}"), None)
+    straight = _train_one(ring(*scored, "train.steps=9"), tmp_path / "straight")
     _close(resumed.G.state_dict(), straight.G.state_dict())
     _close(resumed.D.state_dict(), straight.D.state_dict())
 
