@@ -288,3 +288,21 @@ def test_channels_last_and_fused_adam_train(tmp_path):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     assert run.opt_g.defaults["fused"] is True and run.opt_d.defaults["fused"] is True
     assert checkpoint.load(tmp_path / "run")["step"] == 4
+
+
+def test_sync_bn_converts_batch_norm_on_cuda_ranks_and_is_refused_on_cpu(tmp_path):
+    from ganexp.build import _sync_bn
+    from ganexp.distributed import Dist
+
+    cfg = make_cfg(["train.sync_bn=true"], tmp_path / "run")
+    run = _train_one(["train.steps=1"], tmp_path / "one")  # DCGAN: batch norm in G and D
+    notes: list[str] = []
+    keys = set(run.G.state_dict())
+    G, D = _sync_bn(cfg, Dist(0, 2, 0, torch.device("cuda", 0)), run.G, run.D, notes)
+    kinds = {type(m) for m in [*G.modules(), *D.modules()]}
+    assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
+    assert set(G.state_dict()) == keys  # checkpoints stay interchangeable (the conversion works in place)
+    with pytest.raises(ConfigError, match=r"^train.sync_bn=true needs CUDA"):
+        _sync_bn(cfg, _dist(0, 2), run.G, run.D, notes)
+    _sync_bn(cfg, None, run.G, run.D, notes)  # one process: nothing to synchronise
+    assert notes == ["note: train.sync_bn=true has no effect on one process (batch norm already sees the whole batch)"]
