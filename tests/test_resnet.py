@@ -1,0 +1,195 @@
+"""model=resnet (SNGAN/BigGAN residual networks)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ganexp.build import build_run
+from ganexp.engine import train
+from ganexp.errors import ConfigError
+from ganexp.losses import Hinge
+from ganexp.models.attention import SelfAttention
+from ganexp.models.base import ConditionalBatchNorm
+from ganexp.models.resnet import DBlock, ResNetDiscriminator, ResNetGenerator, VectorBatchNorm
+
+SMALL = ["model=resnet", "generator.ch=8", "discriminator.ch=8"]
+
+
+# --- the networks at 32, 64 and 128 px ---------------------------------------------------------
+
+@pytest.mark.parametrize("resolution, up, down, plain", [(32, 3, 2, 2), (64, 4, 4, 1), (128, 5, 5, 1)])
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_resnet_builds_and_takes_a_step_at_each_resolution(resolution, up, down, plain, num_classes):
+    """SNGAN's 32 px layout (3 up-blocks; D two down-blocks, two plain ones) and BigGAN's 64/128 px
+    one (an up-block per doubling from 4x4; D down to 4x4 then one plain block), conditional or not."""
+    torch.manual_seed(0)
+    G = ResNetGenerator(channels=3, resolution=resolution, z_dim=16, ch=16, num_classes=num_classes)
+    D = ResNetDiscriminator(channels=3, resolution=resolution, ch=16, num_classes=num_classes)
+    blocks = [m for m in D.body if isinstance(m, DBlock)]
+    assert len(G.blocks) == up and [b.down for b in blocks] == [True] * down + [False] * plain
+    z, y = torch.randn(2, 16), (torch.tensor([1, 7]) if num_classes else None)
+    x = G(z, y)
+    assert x.shape == (2, 3, resolution, resolution) and x.abs().max() <= 1
+    assert (D.embed is not None) == bool(num_classes)
+    opt = torch.optim.Adam([*G.parameters(), *D.parameters()], 1e-3)
+    before = [p.detach().clone() for p in (G.linear.weight, blocks[0].c1.parametrizations.weight.original)]
+    loss = Hinge().d_loss(D(torch.rand(2, 3, resolution, resolution) * 2 - 1, y), D(x, y), None)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    after = (G.linear.weight, blocks[0].c1.parametrizations.weight.original)
+    assert math.isfinite(loss.item()) and all(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_resnet_widths_follow_sngan_at_32_px_and_biggan_above():
+    G32, D32 = ResNetGenerator(3, 32, ch=256), ResNetDiscriminator(3, 32, ch=128)
+    assert [b.c1.out_channels for b in G32.blocks] == [256] * 3
+    assert [b.c2.out_channels for b in D32.body if isinstance(b, DBlock)] == [128] * 4
+    G128, D128 = ResNetGenerator(3, 128, ch=1024), ResNetDiscriminator(3, 128, ch=1024)
+    assert [b.c1.out_channels for b in G128.blocks] == [1024, 512, 256, 128, 64]  # BigGAN: 16, 8, 4, 2, 1 x 64
+    assert [b.c2.out_channels for b in D128.body if isinstance(b, DBlock)] == [32, 64, 128, 256, 512, 1024]
+
+
+@pytest.mark.parametrize("loss", ["gan", "nsgan", "lsgan", "hinge", "wgan_gp"])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_resnet_trains_on_the_28px_digits_with_each_loss(loss, conditional, cfg_factory):
+    run = build_run(cfg_factory(*SMALL, f"loss={loss}", f"conditional={str(conditional).lower()}"))
+    assert run.info.shape == (1, 28, 28) and len(run.G.blocks) == 2  # 7 -> 14 -> 28
+    g0, d0 = run.G.linear.weight.detach().clone(), run.D.head.parametrizations.weight.original.detach().clone()
+    final = train(run)
+    assert final["step"] == 4 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])
+    assert not torch.equal(g0, run.G.linear.weight) and not torch.equal(d0, run.D.head.parametrizations.weight.original)
+
+
+def test_a_resolution_resnet_cannot_build_fails_in_one_line():
+    with pytest.raises(ConfigError, match=r"^resnet needs a resolution of 4\.\.7 times a power of two .* got 36$"):
+        ResNetGenerator(3, 36)
+
+
+# --- spectral norm ------------------------------------------------------------------------------
+
+def _sn_layers(m: nn.Module) -> list[nn.Module]:
+    return [c for c in m.modules() if isinstance(c, (nn.Conv2d, nn.Linear, nn.Embedding))]
+
+
+def test_spectral_norm_keeps_sigma_near_one_on_every_resnet_d_layer():
+    torch.manual_seed(0)
+    D = ResNetDiscriminator(channels=1, resolution=32, ch=16, num_classes=10, attention=16)
+    layers = _sn_layers(D)
+    assert len(layers) == 4 * 2 + 2 + 3 + 1 + 1 and all(parametrize.is_parametrized(m, "weight") for m in layers)
+    with torch.no_grad():  # raw weights far from norm 1, then power iterations on training forwards
+        for m in layers:
+            m.parametrizations.weight.original.mul_(5.0)
+        for _ in range(30):
+            D(torch.randn(4, 1, 32, 32), torch.randint(10, (4,)))
+    D.eval()
+    for m in layers:
+        w = m.weight.flatten(1)
+        assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=0.02), m
+    assert not any(parametrize.is_parametrized(m, "weight") for m in _sn_layers(ResNetDiscriminator(1, 32, ch=8, spectral_norm=False)))
+
+
+def test_generator_spectral_norm_leaves_the_class_tables_alone():
+    G = ResNetGenerator(1, 32, z_dim=8, ch=8, num_classes=10, spectral_norm=True)
+    tables = {id(t) for m in G.modules() if isinstance(m, ConditionalBatchNorm) for t in (m.gain, m.bias)}
+    for m in _sn_layers(G):
+        assert parametrize.is_parametrized(m, "weight") == (id(m) not in tables)
+    assert not any(parametrize.is_parametrized(m, "weight") for m in _sn_layers(ResNetGenerator(1, 32, ch=8)))
+
+
+# --- self-attention -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("at, g_shape, d_shape", [(16, (8, 16, 16), (8, 16, 16)), (8, (8, 8, 8), (8, 8, 8))])
+def test_attention_sits_at_the_chosen_resolution_in_g_and_d(at, g_shape, d_shape):
+    G = ResNetGenerator(3, 32, z_dim=8, ch=8, attention=at)
+    D = ResNetDiscriminator(3, 32, ch=8, attention=at)
+    seen = []
+    for m in (G, D):
+        (block,) = [b for b in m.modules() if isinstance(b, SelfAttention)]
+        block.register_forward_hook(lambda mod, inp, out: seen.append(tuple(inp[0].shape[1:])))
+    D(G(torch.randn(2, 8)))
+    assert seen == [g_shape, d_shape]
+
+
+def test_attention_through_the_config_and_a_size_resnet_lacks(cfg_factory):
+    run = build_run(cfg_factory(*SMALL, "generator.attention=14", "discriminator.attention=7"))
+    assert sum(isinstance(m, SelfAttention) for m in run.G.modules()) == 1
+    assert sum(isinstance(m, SelfAttention) for m in run.D.modules()) == 1
+    with pytest.raises(ConfigError) as e:
+        build_run(cfg_factory(*SMALL, "generator.attention=16"))
+    assert str(e.value) == ("generator.attention=16 is not a feature-map resolution of resnet's generator at 28 px; "
+                            "choose one of 14, 28 (0: none)")
+
+
+# --- conditioning -------------------------------------------------------------------------------
+
+def test_projection_d_equals_linear_plus_embedding_inner_product():
+    """D(x, y) = w . h + b + <E[y], h>, with h = sum over positions of ReLU(blocks(x))."""
+    torch.manual_seed(0)
+    D = ResNetDiscriminator(channels=1, resolution=16, ch=4, num_classes=3, spectral_norm=False).eval()
+    x, y = torch.randn(2, 1, 16, 16), torch.tensor([2, 0])
+    feat = x
+    for block in list(D.body)[:-1]:
+        feat = block(feat)
+    h = feat.clamp(min=0).sum(dim=(2, 3))
+    w, b, E = D.head.weight[0], D.head.bias[0], D.embed.weight
+    expected = torch.stack([h[i] @ w + b + E[y[i]] @ h[i] for i in range(2)])
+    assert torch.allclose(D(x, y), expected, atol=1e-5)
+    assert not torch.allclose(D(x, torch.tensor([1, 1])), expected, atol=1e-3)  # the label matters
+
+
+def test_conditional_batch_norm_uses_the_gain_and_shift_of_each_sample_class():
+    torch.manual_seed(0)
+    G = ResNetGenerator(1, 16, z_dim=8, ch=4, num_classes=3)
+    norms = [m for m in G.modules() if isinstance(m, ConditionalBatchNorm)]
+    assert len(norms) == 2 * len(G.blocks)  # two per block; the output BN is unconditional
+    cbn = G.blocks[0].b1
+    with torch.no_grad():
+        cbn.gain.weight.copy_(torch.arange(12.0).view(3, 4))
+        cbn.bias.weight.copy_(-torch.arange(12.0).view(3, 4))
+    x, y = torch.randn(5, 4, 4, 4), torch.tensor([0, 2, 1, 2, 0])
+    G.label_slot.y = y
+    out = cbn(x)
+    normed = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / (x.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt()
+    gain, bias = torch.arange(12.0).view(3, 4)[y], -torch.arange(12.0).view(3, 4)[y]
+    assert torch.allclose(out, normed * gain[:, :, None, None] + bias[:, :, None, None], atol=1e-4)
+
+
+def test_biggan_shared_embedding_and_hierarchical_latent_reach_each_block():
+    """Block i's batch norms see [shared(y), z chunk i+1]; the first chunk feeds the linear layer."""
+    torch.manual_seed(0)
+    G = ResNetGenerator(1, 32, z_dim=12, ch=4, num_classes=3, shared_embedding=5, hierarchical=True)
+    assert G.splits == [3, 3, 3, 3] and G.linear.in_features == 3
+    norms = [m for m in G.modules() if isinstance(m, VectorBatchNorm)]
+    assert len(norms) == 6 and all(n.gain.in_features == 5 + 3 for n in norms)
+    seen = []
+    for block in G.blocks:
+        block.b1.register_forward_hook(lambda mod, inp, out: seen.append(inp[1]))
+    z, y = torch.randn(2, 12), torch.tensor([2, 1])
+    G(z, y)
+    for i, c in enumerate(seen):
+        assert torch.equal(c, torch.cat([G.shared(y), z[:, 3 * (i + 1):3 * (i + 2)]], dim=1))
+    with torch.no_grad():  # gains and shifts are linear in c: a nonzero map makes the label change the output
+        for n in norms:
+            n.gain.weight.normal_()
+    assert not torch.allclose(G(z, y), G(z, torch.tensor([0, 0])))
+
+
+def test_shared_embedding_without_labels_fails_in_one_line(cfg_factory):
+    with pytest.raises(ConfigError, match="^generator.shared_embedding needs conditional=true"):
+        build_run(cfg_factory(*SMALL, "generator.shared_embedding=16"))
+
+
+def test_resnet_with_an_acgan_head_and_concat_trains(cfg_factory):
+    run = build_run(cfg_factory(*SMALL, "conditional=true", "discriminator.cond=acgan"))
+    assert run.D.classifier is not None and parametrize.is_parametrized(run.D.classifier, "weight")
+    assert [t.name for t in run.tricks] == ["acgan"]
+    before = run.D.classifier.parametrizations.weight.original.detach().clone()
+    train(run)
+    assert not torch.equal(before, run.D.classifier.parametrizations.weight.original)
+    run = build_run(cfg_factory(*SMALL, "conditional=true", "discriminator.cond=concat", "overwrite=true"))
+    assert run.D.body[0].c1.in_channels == 1 + 10
