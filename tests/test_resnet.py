@@ -1,10 +1,11 @@
-"""model=resnet (SNGAN/BigGAN residual networks)."""
+"""model=resnet (SNGAN/BigGAN residual networks) and the acgan_acc metric."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -12,6 +13,7 @@ from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import ConfigError
 from ganexp.losses import Hinge
+from ganexp.metrics.evaluators import ACGANAccuracy
 from ganexp.models.attention import SelfAttention
 from ganexp.models.base import ConditionalBatchNorm
 from ganexp.models.resnet import DBlock, ResNetDiscriminator, ResNetGenerator, VectorBatchNorm
@@ -193,3 +195,72 @@ def test_resnet_with_an_acgan_head_and_concat_trains(cfg_factory):
     assert not torch.equal(before, run.D.classifier.parametrizations.weight.original)
     run = build_run(cfg_factory(*SMALL, "conditional=true", "discriminator.cond=concat", "overwrite=true"))
     assert run.D.body[0].c1.in_channels == 1 + 10
+
+
+# --- the acgan_acc metric -----------------------------------------------------------------------
+
+class ToyD(nn.Module):
+    """A class head that predicts the rounded first pixel."""
+
+    classifier = nn.Identity()
+
+    def classify(self, x):
+        return F.one_hot(x[:, 0, 0, 0].round().long(), 4).float()
+
+
+class ToyData:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def real_batches(self, n, batch_size):
+        for i in range(0, min(n, len(self.x)), batch_size):
+            yield self.x[i:i + batch_size], self.y[i:i + batch_size]
+
+
+class ToySampler:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def batches(self, n):
+        for i in range(0, n, 3):
+            yield self.x[i:i + 3], self.y[i:i + 3]
+
+
+def images(values):
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1)
+
+
+def test_acgan_accuracy_matches_a_hand_count():
+    # real: predictions 0 1 2 3 0 1 2 3 0 1 vs labels 0 1 2 0 0 1 3 3 1 1 -> 7 of 10 right
+    real = ToyData(images([0, 1, 2, 3, 0, 1, 2, 3, 0, 1]), torch.tensor([0, 1, 2, 0, 0, 1, 3, 3, 1, 1]))
+    # generated: predictions 3 3 2 1 0 vs asked 3 0 0 1 2 -> 2 of 5 right
+    fake = ToySampler(images([3, 3, 2, 1, 0]), torch.tensor([3, 0, 0, 1, 2]))
+    out = ACGANAccuracy(real, D=ToyD(), num_samples=10, batch_size=4)(fake, step=0)
+    assert out["acgan_acc_real"] == pytest.approx(0.7) and out["acgan_acc_fake"] == pytest.approx(0.4)
+
+
+def test_acgan_accuracy_refuses_a_discriminator_without_a_class_head(cfg_factory):
+    with pytest.raises(ConfigError) as e:
+        build_run(cfg_factory(*SMALL, "conditional=true", "metrics=[acgan_acc]"))
+    assert str(e.value) == ("acgan_acc scores D's auxiliary class head and this discriminator has none: "
+                            "train with conditional=true discriminator.cond=acgan")
+
+
+def test_acgan_accuracy_is_logged_in_training_and_by_ganexp_eval(cfg_factory):
+    from omegaconf import OmegaConf
+
+    from ganexp.evaluate import evaluate, metric_nodes
+    from ganexp.metrics.acgan import classifier_accuracy
+
+    run = build_run(cfg_factory("model=dcgan", "conditional=true", "discriminator.cond=acgan", "metrics=[acgan_acc]",
+                                "eval.every=4", "eval.num_samples=64", "eval.batch_size=32"))
+    final = train(run)
+    run.D.eval()
+    assert final["metrics/acgan_acc_real"] == pytest.approx(classifier_accuracy(run.D, [run.data.take(64)]))
+    # `ganexp eval` rebuilds D from the checkpoint: the same accuracies (one batch of 64 latents in both)
+    cfg = OmegaConf.create({"ckpt": str(run.out_dir), "device": "cpu", "ema": True, "num_samples": 64, "batch_size": 256,
+                            "out": str(run.out_dir / "eval.json"), "inception_weights": None,
+                            "eval": {"metrics": metric_nodes(["acgan_acc"])}})
+    values, _ = evaluate(cfg)
+    assert values["acgan_acc_real"] == pytest.approx(final["metrics/acgan_acc_real"])
+    assert values["acgan_acc_fake"] == pytest.approx(final["metrics/acgan_acc_fake"])
