@@ -337,6 +337,14 @@ def _accepted(target: str, offered: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in offered.items() if k in params}
 
 
+def takes_discriminator(target: str) -> bool:
+    """Whether a metric's constructor names a ``D`` argument (``**kwargs`` does not count)."""
+    try:
+        return "D" in inspect.signature(get_class(target)).parameters
+    except Exception as e:
+        raise ConfigError(f"cannot find class {target}: {e}") from None
+
+
 def build_dataset(node: DictConfig | dict) -> Any:
     """The dataset of a config node (a checkpoint's own, for evaluation)."""
     return _make(node, "dataset")
@@ -365,7 +373,8 @@ def build_metrics(nodes, data, device: torch.device, settings: dict[str, Any],
     line) beats both."""
     out = []
     for name, node in nodes.items():
-        offered = ({"data": data, "device": device, "D": D} | {k: v for k, v in settings.items() if k not in node}
+        offered = ({"data": data, "device": device} | {k: v for k, v in settings.items() if k not in node}
                    | (forced or {}))
-        out.append(_make(node, f"metric '{name}'", **_accepted(node._target_, offered)))
+        kwargs = _accepted(node._target_, offered) | ({"D": D} if takes_discriminator(node._target_) else {})
+        out.append(_make(node, f"metric '{name}'", **kwargs))
     return out

@@ -9,7 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganexp import checkpoint
-from ganexp.build import METRIC_SETTINGS, _accepted, build_dataset, build_metrics, build_models, resolve_device
+from ganexp.build import (METRIC_SETTINGS, build_dataset, build_metrics, build_models, resolve_device,
+                          takes_discriminator)
 from ganexp.data import DataInfo
 from ganexp.errors import GanexpError
 from ganexp.sampling import Latent
@@ -62,6 +63,6 @@ def build_eval(cfg: DictConfig, metric_nodes) -> tuple[nn.Module, Latent, dict, 
     settings = {k: cfg[k] for k in METRIC_SETTINGS if cfg.get(k) is not None}
     # num_samples given to `ganexp eval` wins over every metric's own count; unset, each keeps its own
     forced = {"num_samples": cfg.num_samples} if cfg.get("num_samples") is not None else {}
-    wants_d = any("D" in _accepted(node._target_, {"D": None}) for node in metric_nodes.values())
+    wants_d = any(takes_discriminator(node._target_) for node in metric_nodes.values())
     D = load_discriminator(state, latent.device) if wants_d else None
     return G, latent, state, data, build_metrics(metric_nodes, data, latent.device, settings, forced, D=D)

@@ -246,6 +246,12 @@ def test_acgan_accuracy_refuses_a_discriminator_without_a_class_head(cfg_factory
                             "train with conditional=true discriminator.cond=acgan")
 
 
+def test_metrics_with_keyword_arguments_are_not_handed_the_discriminator(cfg_factory):
+    run = build_run(cfg_factory("conditional=true", "discriminator.cond=acgan", "metrics=[acgan_acc,pr_clf]"))
+    assert [type(m).__name__ for m in run.evaluators] == ["ACGANAccuracy", "PrecisionRecall"]
+    assert run.evaluators[0].D is run.D
+
+
 def test_acgan_accuracy_is_logged_in_training_and_by_ganexp_eval(cfg_factory):
     from omegaconf import OmegaConf
 
