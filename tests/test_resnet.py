@@ -1,4 +1,4 @@
-"""model=resnet (SNGAN/BigGAN residual networks) and the acgan_acc metric."""
+"""model=resnet (SNGAN/BigGAN residual networks), its presets, and the acgan_acc metric."""
 from __future__ import annotations
 
 import math
@@ -17,6 +17,8 @@ from ganexp.metrics.evaluators import ACGANAccuracy
 from ganexp.models.attention import SelfAttention
 from ganexp.models.base import ConditionalBatchNorm
 from ganexp.models.resnet import DBlock, ResNetDiscriminator, ResNetGenerator, VectorBatchNorm
+from tests.conftest import make_cfg
+from tests.test_experiments import adam, preset_run
 
 SMALL = ["model=resnet", "generator.ch=8", "discriminator.ch=8"]
 
@@ -270,3 +272,28 @@ def test_acgan_accuracy_is_logged_in_training_and_by_ganexp_eval(cfg_factory):
     values, _ = evaluate(cfg)
     assert values["acgan_acc_real"] == pytest.approx(final["metrics/acgan_acc_real"])
     assert values["acgan_acc_fake"] == pytest.approx(final["metrics/acgan_acc_fake"])
+
+
+# --- presets ------------------------------------------------------------------------------------
+
+def test_sngan_cifar10_is_miyato_et_al(tmp_path, monkeypatch):
+    cfg = make_cfg(["experiment=sngan_cifar10"], tiny=False)
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.optimizer.schedule, cfg.optimizer.decay_steps) == (50_000, 64, "linear", 50_000)
+    run = preset_run("sngan_cifar10", tmp_path, monkeypatch)
+    assert type(run.G).__name__ == "ResNetGenerator" and type(run.loss) is Hinge
+    assert adam(run.opt_g, 2e-4, (0.0, 0.9)) and adam(run.opt_d, 2e-4, (0.0, 0.9)) and run.schedule.d_steps == 5
+    assert all(parametrize.is_parametrized(m, "weight") for m in _sn_layers(run.D))
+    assert sum(p.numel() for p in run.G.parameters()) == 4_276_739  # SNGAN's 32 px G (mimicry: 4.3M)
+
+
+def test_biggan_cifar10_has_shared_embedding_hierarchy_ema_and_ortho(tmp_path, monkeypatch):
+    cfg = make_cfg(["experiment=biggan_cifar10"], tiny=False)
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.optimizer.d_steps) == (100_000, 64, 5)
+    run = preset_run("biggan_cifar10", tmp_path, monkeypatch)
+    assert adam(run.opt_g, 2e-4, (0.5, 0.999)) and adam(run.opt_d, 2e-4, (0.5, 0.999))
+    assert run.G.num_classes == 10 and run.G.shared.embedding_dim == 128 and run.G.hierarchical
+    assert run.G.splits == [20, 20, 20, 20] and run.D.embed is not None
+    assert sorted(t.name for t in run.tricks) == ["ema", "orthogonal_reg"]
+    ema = next(t for t in run.tricks if t.name == "ema")
+    assert (ema.decay, ema.start) == (0.9999, 1000)
+    assert next(t for t in run.tricks if t.name == "orthogonal_reg").beta == 1e-4
