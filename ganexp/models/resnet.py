@@ -240,3 +240,9 @@ class ResNetDiscriminator(Discriminator):
         _init(self, init)
         if spectral_norm:
             _spectral_norm_all(self)
+
+    def input_layers(self) -> list[tuple[nn.Module, str, nn.Module]]:
+        """(parent, name, layer) of the layers that read the image: the first block's conv and its
+        shortcut (tricks that widen D's input, e.g. pacgan, change both)."""
+        first = self.body[0]
+        return [(first, "c1", first.c1), (first, "c_sc", first.c_sc)]
