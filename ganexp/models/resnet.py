@@ -39,11 +39,10 @@ SN_LAYERS = (nn.Conv2d, nn.Linear, nn.Embedding)
 def _init(module: nn.Module, init: str) -> None:
     """``xavier``: Glorot-uniform, gain sqrt(2) in the residual paths and 1 elsewhere (SNGAN's
     code); ``ortho``: orthogonal (BigGAN); ``default``: PyTorch's. Biases start at 0; the
-    conditional batch norms keep their own start (gain 1, shift 0)."""
+    per-class gain/shift tables keep their start (1 and 0)."""
     if choose(init, INITS, "init") == "default":
         return
-    norms = {id(t) for m in module.modules() if isinstance(m, (ConditionalBatchNorm, VectorBatchNorm))
-             for t in (m.gain, m.bias)}
+    norms = {id(t) for m in module.modules() if isinstance(m, ConditionalBatchNorm) for t in (m.gain, m.bias)}
     for name, m in module.named_modules():
         if isinstance(m, SN_LAYERS) and id(m) not in norms:
             gain = math.sqrt(2) if name.rsplit(".", 1)[-1] in ("c1", "c2") else 1.0
@@ -67,14 +66,13 @@ def _spectral_norm_all(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> N
 class VectorBatchNorm(nn.Module):
     """BigGAN's conditional batch norm (Brock et al. 2019, Sec. 3 and App. B): BN without affine,
     then (1 + W_g c) * h + W_b c, with c the block's conditioning vector (shared class embedding
-    and/or latent chunk)."""
+    and/or latent chunk). W_g and W_b are initialised like G's other linear layers (BigGAN), not
+    at 0: under spectral norm a zero matrix has no direction to normalise."""
 
     def __init__(self, channels: int, cond_dim: int):
         super().__init__()
         self.bn = nn.BatchNorm2d(channels, affine=False)
         self.gain, self.bias = nn.Linear(cond_dim, channels, bias=False), nn.Linear(cond_dim, channels, bias=False)
-        for lin in (self.gain, self.bias):
-            nn.init.zeros_(lin.weight)  # starts as plain BN
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         return self.bn(x) * (1 + self.gain(c))[:, :, None, None] + self.bias(c)[:, :, None, None]
