@@ -342,7 +342,7 @@ def build_run(cfg: DictConfig) -> Run:
     sch = Schedule(cfg.train.steps, cfg.train.batch_size, cfg.optimizer.d_steps, cfg.optimizer.g_steps,
                    cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0),
                    ranks=dist.world if dist else 1)
-    evaluators, best = build_evaluators(cfg, data, device)
+    evaluators, best = build_evaluators(cfg, data, device, D)
     notes += [ev.note for ev in evaluators if getattr(ev, "note", None)]
     notes += [f"note: tricks.{k} settings are ignored: {k} is not in tricks=[...]"
               for k, v in (cfg.tricks or {}).items() if "_target_" not in v]
@@ -383,17 +383,26 @@ def _accepted(target: str, offered: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in offered.items() if k in params}
 
 
+def takes_discriminator(target: str) -> bool:
+    """Whether a metric's constructor names a ``D`` argument (``**kwargs`` does not count)."""
+    try:
+        return "D" in inspect.signature(get_class(target)).parameters
+    except Exception as e:
+        raise ConfigError(f"cannot find class {target}: {e}") from None
+
+
 def build_dataset(node: DictConfig | dict) -> Any:
     """The dataset of a config node (a checkpoint's own, for evaluation)."""
     return _make(node, "dataset")
 
 
-def build_evaluators(cfg: DictConfig, data, device: torch.device) -> tuple[list[Any], tuple[str, str] | None]:
+def build_evaluators(cfg: DictConfig, data, device: torch.device,
+                     D: nn.Module | None = None) -> tuple[list[Any], tuple[str, str] | None]:
     """Metrics computed during training: ``cfg.eval.metrics`` maps a name to a ``_target_`` node;
-    the real data and the device are passed to constructors that accept them."""
+    the real data, the device and the discriminator are passed to constructors that accept them."""
     ev = cfg.get("eval") or {}
     nodes = ev.get("metrics") or {}
-    evaluators = build_metrics(nodes, data, device, {k: ev[k] for k in METRIC_SETTINGS if k in ev})
+    evaluators = build_metrics(nodes, data, device, {k: ev[k] for k in METRIC_SETTINGS if k in ev}, D=D)
     best = (ev.best, ev.get("best_mode", "min")) if ev.get("best") else None
     return evaluators, best
 
@@ -403,13 +412,15 @@ METRIC_SETTINGS = ("num_samples", "batch_size", "cache_dir", "inception_weights"
 
 
 def build_metrics(nodes, data, device: torch.device, settings: dict[str, Any],
-                  forced: dict[str, Any] | None = None) -> list[Any]:
-    """Metric objects from ``name -> _target_ node``; the real data, the device and the eval
-    settings go to constructors that accept them. A metric's own YAML value beats ``settings``;
-    ``forced`` (given on the command line) beats both."""
+                  forced: dict[str, Any] | None = None, D: nn.Module | None = None) -> list[Any]:
+    """Metric objects from ``name -> _target_ node``; the real data, the device, the discriminator
+    (for metrics of D's own heads, e.g. acgan_acc) and the eval settings go to constructors that
+    accept them. A metric's own YAML value beats ``settings``; ``forced`` (given on the command
+    line) beats both."""
     out = []
     for name, node in nodes.items():
         offered = ({"data": data, "device": device} | {k: v for k, v in settings.items() if k not in node}
                    | (forced or {}))
-        out.append(_make(node, f"metric '{name}'", **_accepted(node._target_, offered)))
+        kwargs = _accepted(node._target_, offered) | ({"D": D} if takes_discriminator(node._target_) else {})
+        out.append(_make(node, f"metric '{name}'", **kwargs))
     return out

@@ -214,7 +214,7 @@ def test_commands_and_a_missing_command(capsys, monkeypatch):
 
 @pytest.mark.parametrize("args, fragment", [
     (["tricks=[ema,nope]"], "error: tricks=[...]: no option 'nope'. Available options in 'tricks': acgan, checkpoint_swap, diffaugment, dragan, ema,"),
-    (["metrics=[nope]"], "error: metrics=[...]: no option 'nope'. Available options in 'metrics': default, fid, fid_clf,"),
+    (["metrics=[nope]"], "error: metrics=[...]: no option 'nope'. Available options in 'metrics': acgan_acc, default, fid, fid_clf,"),
     (["los=lsgan"], "error: unknown option 'los'; did you mean loss=lsgan?"),
     (["optimiser.d.lr=1e-3"], "did you mean optimizer.d.lr=1e-3?"),
     (["-m", "seed=0,1", "out_dir=x"], "error: out_dir names one run's folder and -m makes one per job"),

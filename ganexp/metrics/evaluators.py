@@ -11,6 +11,7 @@ import weakref
 import torch
 
 from ganexp.errors import ConfigError
+from ganexp.metrics.acgan import classifier_accuracy
 from ganexp.metrics.cache import reference
 from ganexp.metrics.features import Pass, feature_pass, generated, get_extractor, resolve_network
 from ganexp.metrics.fid import fid_from_stats
@@ -150,6 +151,34 @@ class StackedModes:
                 labels.append(stacked_labels(d).cpu())
         r = stacked_mode_coverage(torch.cat(labels))
         return {self.name: r["modes"], f"{self.name}_kl": r["kl"]}
+
+
+class ACGANAccuracy:
+    """D's auxiliary class head (``discriminator.cond=acgan``) scored on ``num_samples`` real images
+    against their labels (``<name>_real``) and on as many generated ones against the labels they
+    were generated for (``<name>_fake``), with D in eval mode."""
+
+    def __init__(self, data, D=None, device="cpu", name: str = "acgan_acc", num_samples: int = 10_000,
+                 batch_size: int = 500, seed: int = 0):
+        if D is None or getattr(D, "classifier", None) is None:
+            raise ConfigError(f"{name} scores D's auxiliary class head and this discriminator has none: "
+                              "train with conditional=true discriminator.cond=acgan")
+        self.D, self.data, self.device = D, data, torch.device(device)
+        self.name, self.n, self.bs, self.seed = name, num_samples, batch_size, seed
+
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        was = self.D.training
+        self.D.eval()
+        try:
+            real = classifier_accuracy(self.D, ((x.to(self.device), y.to(self.device))
+                                                for x, y in self.data.real_batches(self.n, self.bs)))
+            devices = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):  # the same latents and labels at every evaluation
+                torch.manual_seed(self.seed)
+                fake = classifier_accuracy(self.D, sampler.batches(self.n))
+        finally:
+            self.D.train(was)
+        return {f"{self.name}_real": real, f"{self.name}_fake": fake}
 
 
 class KDEPlot:

@@ -31,8 +31,8 @@ class SelfAttention(nn.Module):
         return x + self.gamma * o.view(b, c, h, w)
 
 
-def check_attention(at: int, places: list[int], who: str, resolution: int) -> None:
+def check_attention(at: int, places: list[int], who: str, resolution: int, model: str = "dcgan") -> None:
     """``at`` (0: none) must be the resolution of one of the model's feature maps."""
     if at and at not in places:
-        raise ConfigError(f"{who}.attention={at} is not a feature-map resolution of dcgan's {who} at {resolution} px; "
+        raise ConfigError(f"{who}.attention={at} is not a feature-map resolution of {model}'s {who} at {resolution} px; "
                           f"choose one of {', '.join(map(str, sorted(places)))} (0: none)")

@@ -37,6 +37,15 @@ def _first_layer(D: nn.Module) -> tuple[nn.Module, str, nn.Module] | None:
     return None
 
 
+def _input_layers(D: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """The layers that read D's input: the model's own list when several do (``input_layers()``;
+    resnet: the first block's convolution and its shortcut), else the first layer of ``D.body``."""
+    if hasattr(D, "input_layers"):
+        return D.input_layers()
+    first = _first_layer(D)
+    return [first] if first is not None else []
+
+
 def _widen(layer: nn.Module, m: int) -> nn.Module:
     """The same layer with m times the inputs (features or channels). A zero or absent bias means the
     model used the DCGAN N(0, 0.02) init (``dcgan_init_`` zeroes biases): the new layer gets it too;
@@ -76,10 +85,10 @@ class PacGAN(Hook):
     def modify_models(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
         ganexp_discriminator(D, self.name)
         require(not getattr(D, "num_classes", 0), "pacgan packs unlabelled samples; conditional=true is not supported with it")
-        first = _first_layer(D)
-        require(first is not None, f"pacgan needs a linear or convolutional first layer in D; {type(D).__name__} has none")
-        parent, name, layer = first
-        setattr(parent, name, _widen(layer, self.m))
+        inputs = _input_layers(D)
+        require(bool(inputs), f"pacgan needs a linear or convolutional first layer in D; {type(D).__name__} has none")
+        for parent, name, layer in inputs:
+            setattr(parent, name, _widen(layer, self.m))
         D.body.register_forward_pre_hook(partial(_pack_input, self.m))  # a partial: deepcopy keeps it
         D.pack = self.m
         return G, D
