@@ -97,7 +97,10 @@ def test_the_default_experiment_scores_itself(tmp_path, clf_cache):  # noqa: F81
 @pytest.mark.slow
 def test_sigint_leaves_metrics_json_with_its_status(tmp_path):
     p = subprocess.Popen([GANEXP, "train", *UNSCORED, "train.steps=100000", "train.log_every=10", "metrics=[]",
-                          "hydra.run.dir=run"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          "hydra.run.dir=run"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         # a terminal's Ctrl-C: a test run in a background job inherits SIGINT ignored, which
+                         # Python (rightly) keeps, so the child gets the default disposition back first
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "run/stats.jsonl").is_file():
         time.sleep(0.2)
