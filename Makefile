@@ -24,8 +24,8 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
 
-# Measured on the idle 2-core dev machine: `make test` 5.2 min (504 tests), `make test-slow` 2.7 min
-# (36 tests; the SIGKILL fault script alone ~100 s). CI (.ci/run) runs both.
+# Measured on a clean clone, 2-core dev machine: `make test` 5.1 min (555 tests), `make test-slow` 3.2 min
+# (42 tests; the SIGKILL fault script alone ~100 s). CI (.ci/run) runs both, venv included, in ~10 min.
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
