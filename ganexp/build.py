@@ -326,6 +326,9 @@ def build_run(cfg: DictConfig) -> Run:
 
     data = build_dataset(cfg.dataset).to(device)
     info = data.info
+    if data.full is not None:
+        notes.append(f"note: training on {len(data):,} of the {len(data.full):,} samples of '{info.name}' "
+                     f"(dataset.subset); metrics compare against all {len(data.full):,}")
     G, D, loss, tricks = build_models(cfg, info, device)
     G, D = _sync_bn(cfg, dist, G, D, notes)
     if cfg.train.get("channels_last", False) and info.kind == "image":
@@ -342,7 +345,7 @@ def build_run(cfg: DictConfig) -> Run:
     sch = Schedule(cfg.train.steps, cfg.train.batch_size, cfg.optimizer.d_steps, cfg.optimizer.g_steps,
                    cfg.train.log_every, cfg.train.sample_every, cfg.train.ckpt_every, int(cfg.eval.get("every", 0) or 0),
                    ranks=dist.world if dist else 1)
-    evaluators, best = build_evaluators(cfg, data, device, D)
+    evaluators, best = build_evaluators(cfg, reference_data(data), device, D)
     notes += [ev.note for ev in evaluators if getattr(ev, "note", None)]
     notes += [f"note: tricks.{k} settings are ignored: {k} is not in tricks=[...]"
               for k, v in (cfg.tricks or {}).items() if "_target_" not in v]
@@ -392,8 +395,17 @@ def takes_discriminator(target: str) -> bool:
 
 
 def build_dataset(node: DictConfig | dict) -> Any:
-    """The dataset of a config node (a checkpoint's own, for evaluation)."""
-    return _make(node, "dataset")
+    """The dataset of a config node (a checkpoint's own, for evaluation). ``subset`` (a fraction or a
+    count) trains on a fixed part of it; the result's ``full`` is the whole set, the metrics' reference."""
+    node = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    amount = node.pop("subset", None)
+    data = _make(node, "dataset")
+    return data if amount is None else data.subset(amount)
+
+
+def reference_data(data) -> Any:
+    """What metrics compare against: the whole dataset when training uses a subset of it."""
+    return data.full if data.full is not None else data
 
 
 def build_evaluators(cfg: DictConfig, data, device: torch.device,

@@ -9,8 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganexp import checkpoint
-from ganexp.build import (METRIC_SETTINGS, build_dataset, build_metrics, build_models, resolve_device,
-                          takes_discriminator)
+from ganexp.build import (METRIC_SETTINGS, build_dataset, build_metrics, build_models, reference_data,
+                          resolve_device, takes_discriminator)
 from ganexp.data import DataInfo
 from ganexp.errors import GanexpError
 from ganexp.sampling import Latent
@@ -59,7 +59,7 @@ def build_eval(cfg: DictConfig, metric_nodes) -> tuple[nn.Module, Latent, dict, 
     rebuilt from the checkpoint's own dataset config, and the metrics (a metric that takes D,
     e.g. acgan_acc, gets the checkpoint's discriminator)."""
     G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
-    data = build_dataset(state["config"]["dataset"]).to(latent.device)
+    data = reference_data(build_dataset(state["config"]["dataset"])).to(latent.device)
     settings = {k: cfg[k] for k in METRIC_SETTINGS if cfg.get(k) is not None}
     # num_samples given to `ganexp eval` wins over every metric's own count; unset, each keeps its own
     forced = {"num_samples": cfg.num_samples} if cfg.get("num_samples") is not None else {}

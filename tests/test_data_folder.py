@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganexp.build import _make, build_run
+from ganexp.build import build_dataset, build_run
 from ganexp.engine import train
 from ganexp.data import LoaderData
 from ganexp.data.stream import image_transform
@@ -21,8 +21,8 @@ COLOURS = {"cats": (255, 255, 255), "dogs": (0, 0, 0)}
 
 
 def load(root: Path, *overrides: str):
-    return _make(make_cfg(["dataset=image_folder", f"dataset.root={root}", "dataset.num_workers=0",
-                           "dataset.resolution=16", *overrides]).dataset, "dataset")
+    return build_dataset(make_cfg(["dataset=image_folder", f"dataset.root={root}", "dataset.num_workers=0",
+                                  "dataset.resolution=16", *overrides]).dataset)
 
 
 def write_folder(root: Path) -> None:
@@ -137,4 +137,4 @@ def test_folder_errors_are_one_line_naming_the_path(tmp_path, setup, fragment):
 
 def test_root_is_required():
     with pytest.raises(DataError, match="image_folder needs a folder: set dataset.root=PATH"):
-        _make(make_cfg(["dataset=image_folder"]).dataset, "dataset")
+        build_dataset(make_cfg(["dataset=image_folder"]).dataset)

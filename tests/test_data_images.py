@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganexp.build import build_run
+from ganexp.build import build_dataset, build_run
 from ganexp.data.stacked import stack
 from ganexp.engine import train
 from ganexp.errors import ConfigError
@@ -114,3 +114,36 @@ def test_tiny_run_in_process_on_conditional_iris(tmp_path):
     run = build_run(make_cfg(["dataset=iris", "model=mlp", "conditional=true", "latent.dim=2"], tmp_path))
     assert run.info.num_classes == 3 and run.G.num_classes == 3
     assert train(run)["step"] == 4
+
+
+def test_subset_is_stratified_fixed_and_keeps_the_whole_set_for_metrics(tmp_path):
+    """dataset.subset=0.1 trains on 500 of the 5,000 digits, 50 per class, the same 500 in every run
+    (whatever the seed); the metrics still take the whole set as their reference."""
+    part = load("digits", "dataset.subset=0.1")
+    assert len(part) == 500 and len(part.full) == 5000
+    assert torch.bincount(part.y).tolist() == [50] * 10
+    rows = {tuple(r) for r in part.full.x.flatten(1).tolist()}
+    assert all(tuple(r) in rows for r in part.x.flatten(1).tolist())  # real digits of the full set
+    assert torch.equal(load("digits", "dataset.subset=500").x, part.x)  # a count, the same subset
+    assert len(load("digits", "dataset.subset=37")) == 37
+    run = build_run(make_cfg(["dataset.subset=0.1", "metrics=[default]", "seed=3"], tmp_path))
+    assert torch.equal(run.data.x, part.x)
+    assert run.evaluators[0].metrics[0].data is run.data.full and len(run.data.full) == 5000
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "5001", "abc", "0.00001"])
+def test_subset_out_of_range_is_one_line(value):
+    with pytest.raises(ConfigError, match=r"^dataset.subset=.*(give a fraction in \(0, 1\)|a whole count from 1 to 5000)"):
+        load("digits", f"dataset.subset={value}")
+
+
+def test_streamed_subset_draws_a_fixed_part(tmp_path):
+    from PIL import Image
+
+    for i in range(10):
+        (tmp_path / "img").mkdir(exist_ok=True)
+        Image.new("RGB", (16, 16), (20 * i, 0, 0)).save(tmp_path / "img" / f"{i}.png")
+    cfg = ["dataset=image_folder", f"dataset.root={tmp_path / 'img'}", "dataset.resolution=16", "dataset.num_workers=0"]
+    part = build_dataset(make_cfg([*cfg, "dataset.subset=0.3"]).dataset)
+    assert len(part) == 3 and len(part.full) == 10
+    assert part.dataset.indices == build_dataset(make_cfg([*cfg, "dataset.subset=3"]).dataset).dataset.indices

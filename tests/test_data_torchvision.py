@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torchvision import datasets as tvd
 
-from ganexp.build import _make
+from ganexp.build import build_dataset
 from ganexp.errors import ConfigError, DataError
 from tests.conftest import make_cfg
 
@@ -31,7 +31,7 @@ FIX = "set dataset.download=true on a machine with internet, or point dataset.ro
 
 def load(option: str, *overrides: str):
     """The dataset exactly as build_run makes it from ``dataset=<option>``."""
-    return _make(make_cfg([f"dataset={option}", *overrides]).dataset, "dataset")
+    return build_dataset(make_cfg([f"dataset={option}", *overrides]).dataset)
 
 
 def md5(path: Path) -> str:

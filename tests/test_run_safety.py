@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from ganexp import checkpoint, files
-from ganexp.build import _make, build_run
+from ganexp.build import build_dataset, build_run
 from ganexp.data import LoaderData
 from ganexp.engine import train
 from ganexp.errors import DataError, GanexpError
@@ -265,8 +265,8 @@ def three_images(root: Path) -> Path:
 
 
 def image_folder(root: Path, *overrides: str):
-    return _make(make_cfg(["dataset=image_folder", f"dataset.root={root}", "dataset.resolution=16", *overrides]).dataset,
-                 "dataset")
+    return build_dataset(make_cfg(["dataset=image_folder", f"dataset.root={root}", "dataset.resolution=16",
+                                  *overrides]).dataset)
 
 
 def test_streamed_data_smaller_than_a_batch_is_refused_not_a_hang(tmp_path, alarm):

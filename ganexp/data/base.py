@@ -68,6 +68,32 @@ def binarizable(factory: Callable) -> Callable:
     return make
 
 
+def subset_size(amount: float | int, total: int, name: str) -> int:
+    """``dataset.subset``: a fraction in (0, 1) or a count of samples, checked against the dataset's size."""
+    from ganexp.errors import ConfigError
+
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        raise ConfigError(f"dataset.subset={amount!r}: give a fraction in (0, 1) (0.1) or a count of samples (500)")
+    n = round(amount * total) if 0 < amount < 1 else amount
+    if amount <= 0 or n != int(n) or not 1 <= n <= total:
+        raise ConfigError(f"dataset.subset={amount}: dataset '{name}' has {total} samples; give a fraction in (0, 1) "
+                          f"or a whole count from 1 to {total}")
+    return int(n)
+
+
+def subset_indices(n: int, total: int, labels: torch.Tensor | None, seed: int = 0) -> torch.Tensor:
+    """``n`` indices from a permutation fixed by ``seed`` (not the run's seed: every run of a study
+    trains on the same subset). With labels the classes keep their shares: the permutation is
+    interleaved by each sample's rank within its class, so any prefix is stratified."""
+    perm = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    if labels is not None:
+        y = labels.cpu()[perm]
+        counts = torch.bincount(y)
+        rank = torch.nn.functional.one_hot(y).cumsum(0).gather(1, y[:, None]).squeeze(1) - 1
+        perm = perm[torch.argsort((rank + 0.5) / counts[y], stable=True)]
+    return perm[:n].sort().values
+
+
 class TensorData:
     """A small dataset held as one tensor on the training device and sampled there.
 
@@ -76,6 +102,7 @@ class TensorData:
     """
 
     dist = None
+    full = None  # after ``subset``: the whole dataset, which the metrics compare against
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None, info: DataInfo):
         if len(x) == 0:
@@ -96,9 +123,20 @@ class TensorData:
         self.x = binarize_uint8(self.x) if self.x.dtype == torch.uint8 else torch.where(self.x > 0, 1.0, -1.0)
         return self
 
+    def subset(self, amount: float | int, seed: int = 0) -> "TensorData":
+        """Train on part of the data (``dataset.subset``): a stratified subset fixed by ``seed``;
+        ``full`` keeps the whole set as the metrics' reference (as Zhao et al. 2020 score 10% runs)."""
+        idx = subset_indices(subset_size(amount, len(self), self.info.name), len(self), self.y, seed)
+        part = TensorData(self.x[idx.to(self.x.device)], None if self.y is None else self.y[idx.to(self.y.device)],
+                          self.info)
+        part.full = self
+        return part
+
     def to(self, device: torch.device) -> "TensorData":
         self.x = self.x.to(device)
         self.y = None if self.y is None else self.y.to(device)
+        if self.full is not None:
+            self.full.to(device)
         return self
 
     def __len__(self) -> int:
@@ -129,6 +167,8 @@ class TensorData:
 class LoaderData:
     """A large dataset streamed through a DataLoader (workers, pinned memory), endlessly."""
 
+    full = None  # after ``subset``: the whole dataset, which the metrics compare against
+
     def __init__(self, dataset: Dataset, info: DataInfo, num_workers: int | None = None):
         if len(dataset) == 0:
             from ganexp.errors import DataError
@@ -156,8 +196,20 @@ class LoaderData:
         self.info = _binary_info(self.info)
         return self
 
+    def subset(self, amount: float | int, seed: int = 0) -> "LoaderData":
+        """Stream a random subset fixed by ``seed`` (labels are not read ahead, so it is not stratified);
+        ``full`` keeps the whole set as the metrics' reference."""
+        from torch.utils.data import Subset
+
+        idx = subset_indices(subset_size(amount, len(self), self.info.name), len(self), None, seed)
+        part = LoaderData(Subset(self.dataset, idx.tolist()), self.info, self.num_workers)
+        part.full = self
+        return part
+
     def to(self, device: torch.device) -> "LoaderData":
         self.device = device
+        if self.full is not None:
+            self.full.to(device)
         return self
 
     def __len__(self) -> int:
