@@ -213,7 +213,20 @@ def _show_samples(run: Run, sampler: Sampler, step: int) -> None:
         lim = float(real.abs().max()) * 1.3
         run.monitor.scatter("samples/scatter", x, real, lim, d_landscape(run.D, lim), step, run.out_dir / "samples" / name)
     else:
-        run.monitor.images("samples/grid", x[:64], step, run.out_dir / "samples" / name)
+        x, nrow = _grid_by_class(x, run.fixed_y)
+        run.monitor.images("samples/grid", x, step, run.out_dir / "samples" / name, nrow)
+
+
+def _grid_by_class(x: Tensor, y: Tensor | None, most: int = 100) -> tuple[Tensor, int | None]:
+    """What the sample grid shows: 64 images; with up to 16 classes, a row per class (the fixed labels
+    cycle through the classes, so the first ``k * classes`` hold ``k`` of each), up to ``most`` images."""
+    classes = 0 if y is None else int(y.max()) + 1
+    per_class = min(len(x), most) // classes if 1 < classes <= 16 else 0
+    if per_class == 0:
+        return x[:64], None
+    keep = per_class * classes
+    order = torch.argsort(y[:keep], stable=True)
+    return x[:keep][order], per_class
 
 
 def _previous_final(run: Run) -> dict[str, float]:

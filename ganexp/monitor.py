@@ -212,8 +212,8 @@ class Monitor:
         if self.progress is not None:
             self.progress.update(self._task, completed=step)
 
-    def images(self, tag: str, x: Tensor, step: int, save_to: Path | None = None) -> None:
-        grid = image_grid(x)
+    def images(self, tag: str, x: Tensor, step: int, save_to: Path | None = None, nrow: int | None = None) -> None:
+        grid = image_grid(x, nrow)
         self.writer.add_image(tag, grid, step)
         if save_to is not None:
             save_to.parent.mkdir(parents=True, exist_ok=True)

@@ -260,3 +260,19 @@ def test_how_often_a_run_samples_does_not_change_its_training(extra, tmp_path):
         params.append(torch.cat([p.detach().flatten() for p in run.G.parameters()]))
     assert len(list((tmp_path / "1" / "samples").glob("step_*.png"))) == 4
     assert torch.equal(*params)
+
+
+def test_conditional_sample_grid_has_a_row_per_class():
+    """The fixed labels cycle 0, 1, ..., 9, 0, ...; the grid sorts the first k of each class into rows."""
+    from ganexp.engine import _grid_by_class
+
+    y = torch.arange(100) % 10
+    x = y.float().view(-1, 1, 1, 1).expand(-1, 1, 2, 2)  # each image is its own label
+    shown, nrow = _grid_by_class(x, y)
+    assert nrow == 10 and shown[:, 0, 0, 0].view(10, 10).tolist() == [[c] * 10 for c in range(10)]
+    shown, nrow = _grid_by_class(x[:64], y[:64])  # 64 fixed samples: 6 of each class, 10 rows of 6
+    assert nrow == 6 and shown[:, 0, 0, 0].view(10, 6).tolist() == [[c] * 6 for c in range(10)]
+    shown, nrow = _grid_by_class(x, None)  # unconditional: the first 64, a square grid
+    assert len(shown) == 64 and nrow is None
+    y1000 = torch.arange(100) % 1000  # too many classes for rows: as unconditional
+    assert _grid_by_class(x, y1000)[1] is None
