@@ -277,3 +277,35 @@ def test_ring8_losses_sweep_runs_one_job_per_loss(tmp_path):
     for loss, n in losses.items():
         assert f"_target_: ganexp.{targets[loss]}\n" in (tmp_path / "sweep" / n / ".hydra" / "config.yaml").read_text()
         assert "metrics/modes" in read_events(tmp_path / "sweep" / n).Tags()["scalars"]
+
+
+@pytest.mark.parametrize("overrides, kind, lr, betas, d_steps", [
+    ([], torch.optim.Adam, 8e-4, (0.0, 0.99), 1),                          # model=dcgan picks adam_fast
+    (["optimizer=adam"], torch.optim.Adam, 2e-4, (0.5, 0.999), 1),         # an explicit choice wins
+    (["model=mlp"], torch.optim.Adam, 2e-4, (0.5, 0.999), 1),              # other models keep Radford's Adam
+    (["model=resnet"], torch.optim.Adam, 2e-4, (0.5, 0.999), 1),
+    (["loss=wgan_gp"], torch.optim.Adam, 1e-4, (0.0, 0.9), 5),             # a loss's own preset beats the model's
+    (["loss=wgan"], torch.optim.RMSprop, 5e-5, None, 5),
+    (["experiment=digits_improved"], torch.optim.Adam, 2e-4, (0.5, 0.999), 1),  # presets keep their paper's
+    (["experiment=study_digits_losses", "loss=wgan_gp"], torch.optim.Adam, 1e-4, (0.0, 0.9), 5),
+])
+def test_which_optimizer_a_run_gets(overrides, kind, lr, betas, d_steps, tmp_path):
+    run = build_run(make_cfg(overrides, tmp_path))
+    for opt in (run.opt_g, run.opt_d):
+        assert isinstance(opt, kind) and opt.param_groups[0]["lr"] == pytest.approx(lr)
+        if betas:
+            assert tuple(opt.param_groups[0]["betas"]) == pytest.approx(betas)
+    assert run.schedule.d_steps == d_steps
+
+
+def test_digits_best_is_the_measured_recipe(tmp_path, monkeypatch):
+    """The settings docs/experiments.md measured (3 seeds, classifier FID against its floor)."""
+    run = preset_run("digits_best", tmp_path, monkeypatch)
+    assert run.G.num_classes == 10 and run.info.name == "digits"
+    assert adam(run.opt_g, 8e-4, (0.0, 0.99)) and adam(run.opt_d, 8e-4, (0.0, 0.99))
+    assert run.lr_schedule.kind == "linear" and run.lr_schedule.steps == run.schedule.steps  # to 0 at the last step
+    assert make_cfg(["experiment=digits_best"], tiny=False).train.steps == 12000
+    tricks = {t.name: t for t in run.tricks}
+    assert set(tricks) == {"r1", "ema"} and tricks["ema"].decay == 0.999
+    assert (tricks["r1"].gamma, tricks["r1"].every) == (1.0, 4)
+    assert type(run.loss) is NSGAN and run.best_metric == ("fid_clf", "min")
