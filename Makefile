@@ -24,8 +24,8 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
 
-# Measured on a clean clone, 2-core dev machine: `make test` 5.1 min (555 tests), `make test-slow` 3.2 min
-# (42 tests; the SIGKILL fault script alone ~100 s). CI (.ci/run) runs both, venv included, in ~10 min.
+# Measured on a clean clone, 2-core dev machine: `make test` 6.1 min (574 tests), `make test-slow` 3.9 min
+# (42 tests; the SIGKILL fault script alone ~100 s). CI (.ci/run) runs both, venv included, in ~12.5 min.
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
