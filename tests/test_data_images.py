@@ -147,3 +147,6 @@ def test_streamed_subset_draws_a_fixed_part(tmp_path):
     part = build_dataset(make_cfg([*cfg, "dataset.subset=0.3"]).dataset)
     assert len(part) == 3 and len(part.full) == 10
     assert part.dataset.indices == build_dataset(make_cfg([*cfg, "dataset.subset=3"]).dataset).dataset.indices
+    assert part.sample(3)[0].shape == (3, 3, 16, 16)  # streams from the part
+    seen = {round(float(v), 3) for _ in range(4) for v in part.sample(3)[0][:, 0, 0, 0]}
+    assert len(seen) <= 3  # 12 draws, only the part's 3 images (the whole folder has 10 shades)
