@@ -30,6 +30,17 @@ def make_cfg(overrides: list[str], out_dir: Path | None = None, tiny: bool = Tru
         return compose("train", overrides=[*extra, *overrides])
 
 
+@pytest.fixture(scope="session")
+def clf_cache(tmp_path_factory):
+    """One classifier cache for the whole test session (trained once, ~15 s on 2 cores)."""
+    from ganexp.data.digits import digits
+    from ganexp.metrics.features import get_extractor
+
+    path = tmp_path_factory.getbasetemp() / "ganexp-cache"
+    get_extractor("clf", digits(), torch.device("cpu"), str(path))
+    return str(path)
+
+
 @pytest.fixture
 def cfg_factory(tmp_path):
     def factory(*overrides: str, tiny: bool = True) -> DictConfig:

@@ -20,13 +20,12 @@ from ganexp.engine import train
 from ganexp.metrics.features import get_extractor
 from ganexp.metrics.realdata import real
 from tests.conftest import fid_by_hand, is_by_hand, make_cfg, read_events
-from tests.test_metrics_features import clf_cache  # noqa: F401  (session fixture: the classifier, trained once)
 
 GANEXP = str(Path(sys.executable).with_name("ganexp"))
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory, clf_cache):  # noqa: F811
+def digits_run(tmp_path_factory, clf_cache):
     out = tmp_path_factory.mktemp("digits_run")
     cfg = make_cfg(["metrics=[fid_clf,is_clf]", "eval.every=2", "eval.num_samples=200", "eval.best=fid_clf",
                     f"eval.cache_dir={clf_cache}"], out)
@@ -43,7 +42,7 @@ def evaluated_samples(run_dir, n: int):
         return G(*latent.sample(n))
 
 
-def test_training_logs_metrics_keeps_the_best_checkpoint_and_writes_metrics_json(digits_run, clf_cache):  # noqa: F811
+def test_training_logs_metrics_keeps_the_best_checkpoint_and_writes_metrics_json(digits_run, clf_cache):
     out, final = digits_run
     scalars = read_events(out).Tags()["scalars"]
     assert {"metrics/fid_clf", "metrics/fid_clf_baseline", "metrics/is_clf", "metrics/is_clf_real"} <= set(scalars)
@@ -87,7 +86,7 @@ def _eval(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([GANEXP, "eval", *args], capture_output=True, text=True, env=e, timeout=300)
 
 
-def test_ganexp_eval_prints_a_table_and_writes_json(digits_run, clf_cache, tmp_path):  # noqa: F811
+def test_ganexp_eval_prints_a_table_and_writes_json(digits_run, clf_cache, tmp_path):
     out, _ = digits_run
     p = _eval(f"ckpt={out}", "metrics=[fid_clf,kid_clf,pr_clf]", "num_samples=300", f"cache_dir={clf_cache}",
               f"out={tmp_path / 'm.json'}", "device=cpu")
@@ -110,7 +109,7 @@ def test_ganexp_eval_without_inception_weights_offline(digits_run, tmp_path):
     assert "Traceback" not in p.stderr
 
 
-def test_scoring_a_run_does_not_change_its_training(clf_cache, tmp_path, monkeypatch):  # noqa: F811
+def test_scoring_a_run_does_not_change_its_training(clf_cache, tmp_path, monkeypatch):
     """The first evaluation loads the cached classifier; building it must not draw from the
     training RNG, or a run with metrics=[fid_clf] trains differently from the same run without."""
     from ganexp.metrics import features

@@ -28,14 +28,6 @@ class FixedSampler:
             yield self.x[i:min(i + self.batch_size, n)], None
 
 
-@pytest.fixture(scope="session")
-def clf_cache(tmp_path_factory):
-    """One classifier cache for the whole test session (trained once, ~15 s on 2 cores)."""
-    path = tmp_path_factory.getbasetemp() / "ganexp-cache"
-    get_extractor("clf", digits(), torch.device("cpu"), str(path))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def data():
     return digits()

@@ -17,7 +17,6 @@ from ganexp.build import build_run
 from ganexp.compare import find_runs, group_runs, load_run, summarise
 from ganexp.engine import train
 from tests.conftest import make_cfg, read_events
-from tests.test_metrics_features import clf_cache  # noqa: F401  (session fixture: the classifier, trained once)
 
 GANEXP = str(Path(sys.executable).with_name("ganexp"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
@@ -86,7 +85,7 @@ def test_an_objective_no_metric_computes_fails_before_training(tmp_path):
     assert not (tmp_path / "run/ckpt").exists()
 
 
-def test_the_default_experiment_scores_itself(tmp_path, clf_cache):  # noqa: F811
+def test_the_default_experiment_scores_itself(tmp_path, clf_cache):
     run = build_run(make_cfg(["metrics=[default]", f"eval.cache_dir={clf_cache}", "eval.metrics.default.num_samples=200"],
                              tmp_path))
     train(run)
