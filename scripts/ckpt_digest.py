@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -37,7 +37,7 @@ def _digest(obj, prefix: str, out: dict[str, str]) -> None:
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
         h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         out[prefix] = h.hexdigest()[:16]
     elif isinstance(obj, dict):
         for k in sorted(obj, key=str):
@@ -62,20 +62,21 @@ def fingerprint(path: Path) -> dict[str, str]:
 def run(args) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, overrides in RUNS.items():
-            if args.only and name not in args.only:
-                continue
-            out_dir = Path(tmp) / name
-            cmd = [sys.executable, "-m", "ganexp", "train", "device=cpu", "seed=0", f"out_dir={out_dir}", *overrides]
-            t0 = time.perf_counter()
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if done.returncode:
-                print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
-                print(f"{name}: ganexp train failed ({done.returncode})", file=sys.stderr)
-                return 2
-            result[name] = fingerprint(out_dir / "ckpt" / "last.pt")
-            print(f"{name}: {len(result[name])} entries, {time.perf_counter() - t0:.0f} s", flush=True)
+    work = Path(args.work)  # a fixed place: the run folder's path is part of the stored config
+    for name, overrides in RUNS.items():
+        if args.only and name not in args.only:
+            continue
+        out_dir = work / name
+        shutil.rmtree(out_dir, ignore_errors=True)
+        cmd = [sys.executable, "-m", "ganexp", "train", "device=cpu", "seed=0", f"out_dir={out_dir}", *overrides]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode:
+            print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
+            print(f"{name}: ganexp train failed ({done.returncode})", file=sys.stderr)
+            return 2
+        result[name] = fingerprint(out_dir / "ckpt" / "last.pt")
+        print(f"{name}: {len(result[name])} entries, {time.perf_counter() - t0:.0f} s", flush=True)
     Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True))
     print(f"wrote {args.out}")
     return 0
@@ -103,6 +104,7 @@ def main() -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train the runs and write their fingerprints")
     r.add_argument("--out", required=True)
+    r.add_argument("--work", default="/tmp/ganexp-ckpt-digest", help="where the runs go (emptied first)")
     r.add_argument("--only", nargs="*", choices=list(RUNS), help="a subset of the runs")
     c = sub.add_parser("compare", help="compare two fingerprint files")
     c.add_argument("before")
