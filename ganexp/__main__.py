@@ -1,3 +1,3 @@
-from ganexp.cli import main
+from ganexp.cli.main import main
 
 main()

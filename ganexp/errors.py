@@ -19,3 +19,9 @@ class CheckpointError(GanexpError):
 
 class TrainingDiverged(GanexpError):
     """Losses became NaN or infinite."""
+
+
+def require(ok: bool, msg: str) -> None:
+    """A build-time check of an option or a combination: one line, raised as ConfigError."""
+    if not ok:
+        raise ConfigError(msg)

@@ -6,13 +6,10 @@ costs nothing in the training step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from ganexp.run import Run
 
 
 @dataclass
@@ -41,6 +38,42 @@ class StepContext:
     logs: dict[str, Tensor] = field(default_factory=dict)
 
 
+@dataclass
+class SetupContext:
+    """What a hook may read, and the one thing it may add (notes), when a run is built
+    (``Hook.setup``): the models and optimizers, the loss and the tricks in their order, the data's
+    description and the batch arithmetic. Hooks never see the run object itself."""
+
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    loss: "Hook"
+    #: The tricks in the order they run (the loss is not one of them).
+    tricks: list["Hook"]
+    #: The data's description (``ganexp.data.DataInfo``): ``is_image``, ``shape``, ``num_classes``, ``name``.
+    info: Any
+    #: Draws latents from the run's prior: ``latent.z(n, generator)``; ``latent.dim``.
+    latent: Any
+    device: torch.device
+    #: The global batch; ``local_batch`` is this process's share of it.
+    batch_size: int
+    ranks: int = 1
+    d_steps: int = 1
+    g_steps: int = 1
+    #: One-line notes shown when the run starts (warnings about a combination of options).
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def local_batch(self) -> int:
+        return self.batch_size // self.ranks
+
+    def note(self, text: str | None) -> None:
+        """Show ``text`` when the run starts (nothing for None)."""
+        if text:
+            self.notes.append(text)
+
+
 class Hook:
     """Base class of losses and tricks. ``name`` keys its state in checkpoints."""
 
@@ -53,7 +86,12 @@ class Hook:
         """At build time, before optimizers exist: architecture changes (spectral norm, extra layers)."""
         return G, D
 
-    def setup(self, run: "Run") -> None:
+    def latent_prior(self, prior: str) -> str:
+        """At build time, before anything draws a latent: the prior this hook trains G on, given
+        the configured one (``latent_prior`` changes it; a checkpoint records the result)."""
+        return prior
+
+    def setup(self, ctx: SetupContext) -> None:
         """At build time, after models and optimizers exist: keep references, check compatibility."""
 
     def on_real(self, x: Tensor, y: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:

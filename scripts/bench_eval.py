@@ -20,15 +20,15 @@ from rich.console import Console
 from rich.table import Table
 from scipy import linalg
 
-import ganexp.schema  # noqa: F401
-from ganexp.build import build_models
+import ganexp.build.schema  # noqa: F401
+from ganexp.build.factory import build_models
 from ganexp.data.digits import digits
-from ganexp.engine import Sampler
+from ganexp.engine.sampler import Sampler
 from ganexp.metrics.evaluators import FID
 from ganexp.metrics.features import feature_pass
 from ganexp.metrics.realdata import real as real_samples
 from ganexp.metrics.fid import fid_from_stats
-from ganexp.sampling import Latent
+from ganexp.models.latent import Latent
 
 
 class FeaturesOnly(torch.nn.Module):

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_module
 from rich.console import Console
 from rich.table import Table
 
-import ganexp.schema  # noqa: F401
+import ganexp.build.schema  # noqa: F401
 from ganexp.build import build_run
 from ganexp.engine import train
 

@@ -29,7 +29,7 @@ from hydra import compose, initialize_config_module
 from rich.console import Console
 from rich.table import Table
 
-import ganexp.schema  # noqa: F401
+import ganexp.build.schema  # noqa: F401
 from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.models import DCGANDiscriminator, DCGANGenerator
@@ -102,8 +102,8 @@ def plain_loop(run, cfg, steps: int) -> float:
 def plain_mlp_loop(run, cfg, steps: int) -> float:
     """A plain loop of the same 2D MLPs, ring data on the device, batch, Adam and non-saturating loss."""
     device, B, data = run.device, run.schedule.batch_size, run.data.x
-    G = MLPGenerator((2,), "points", cfg.latent.dim, list(cfg.generator.hidden), cfg.generator.act).to(device)
-    D = MLPDiscriminator((2,), "points", list(cfg.discriminator.hidden), cfg.discriminator.act).to(device)
+    G = MLPGenerator((2,), False, cfg.latent.dim, list(cfg.generator.hidden), cfg.generator.act).to(device)
+    D = MLPDiscriminator((2,), False, list(cfg.discriminator.hidden), cfg.discriminator.act).to(device)
     real = lambda: data[torch.randint(len(data), (B,), device=device)]  # noqa: E731
     return timed_gan_loop(G, D, real, cfg.latent.dim, B, device, steps, warmup=20)
 

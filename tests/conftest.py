@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-import ganexp.schema  # noqa: F401  (registers the typed schema)
+import ganexp.build.schema  # noqa: F401  (registers the typed schema)
 
 torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
 
@@ -28,6 +28,17 @@ def make_cfg(overrides: list[str], out_dir: Path | None = None, tiny: bool = Tru
         extra = [*extra, f"out_dir={out_dir}"]
     with initialize_config_module("ganexp.conf", version_base="1.3"):
         return compose("train", overrides=[*extra, *overrides])
+
+
+def setup_context(G=None, D=None, loss=None, *, batch_size: int = 8, d_steps: int = 1, g_steps: int = 1,
+                  dim: int = 4, tricks=(), ranks: int = 1, info=None, opt_d=None):
+    """The context a hook's ``setup`` gets when a run is built, for a hook tested on its own."""
+    from ganexp.hooks import SetupContext
+    from ganexp.losses import NSGAN
+    from ganexp.models.latent import Latent
+
+    return SetupContext(G, D, None, opt_d, loss or NSGAN(), list(tricks), info, Latent(dim), torch.device("cpu"),
+                        batch_size, ranks, d_steps, g_steps)
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def test_acgan_terms_equal_the_hand_computed_cross_entropy():
 
 def test_acgan_classifier_learns_two_separable_classes():
     torch.manual_seed(0)
-    D = MLPDiscriminator(shape=[2], kind="points", hidden=[16], num_classes=2, cond="acgan")
+    D = MLPDiscriminator(shape=[2], is_image=False, hidden=[16], num_classes=2, cond="acgan")
     h = ACGAN(weight_d=1.0)
     opt = torch.optim.Adam(D.parameters(), lr=1e-2)
 

@@ -97,6 +97,45 @@ def test_typed_schema_rejects_wrong_types():
     assert isinstance(e.value.__cause__, ValidationError) or "could not be converted" in str(e.value.__cause__ or e.value)
 
 
+def test_eval_settings_are_typed_too():
+    with pytest.raises(ConfigCompositionException):
+        make_cfg(["eval.every=abc"])
+    with pytest.raises(ConfigCompositionException):
+        make_cfg(["eval.best_mode=[1]"])
+    assert make_cfg(["eval.every=250"]).eval.every == 250
+
+
+def _schema_defaults(cls, prefix=""):
+    """(dotted key, default) of every field of the typed schema, nested dataclasses walked."""
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            if dataclasses.is_dataclass(value):
+                yield from _schema_defaults(type(value), f"{prefix}{f.name}.")
+                continue
+            yield f"{prefix}{f.name}", value
+        else:
+            yield f"{prefix}{f.name}", f.default
+
+
+def test_the_yaml_is_the_one_source_of_defaults():
+    """conf/ holds every default; the schema only types them: each of its fields is MISSING, None
+    (an optimizer argument not passed) or an empty container that a config group fills, and the
+    composed default config leaves no field MISSING."""
+    from omegaconf import MISSING, OmegaConf
+
+    from ganexp.build.schema import TrainConfig
+
+    own = {k: v for k, v in _schema_defaults(TrainConfig) if v is not MISSING and v not in (None, {}, [])}
+    assert own == {"optimizer.g._partial_": True, "optimizer.d._partial_": True}  # what makes it an optimizer spec
+    cfg = make_cfg([], tiny=False)
+    assert OmegaConf.missing_keys(cfg) == set()
+    for key, _ in _schema_defaults(TrainConfig):  # each typed key is in the composed config
+        assert OmegaConf.select(cfg, key, throw_on_missing=True, default="absent") != "absent", key
+
+
 @pytest.mark.parametrize("override, message", [
     ("optimizer.d.lr=-0.1", "optimizer.d.lr must be > 0"),
     ("optimizer.g.lr=0", "optimizer.g.lr must be > 0"),

@@ -13,7 +13,7 @@ from PIL import Image
 from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import ConfigError, GanexpError
-from ganexp.generate import sample
+from ganexp.sample.generate import sample
 from tests.conftest import TINY, make_cfg, read_events
 
 GANEXP = str(Path(sys.executable).with_name("ganexp"))
@@ -133,7 +133,7 @@ def test_sample_cli_writes_next_to_the_run(trained, tmp_path):
 
 
 def test_error_line_keeps_bracketed_hints(capsys):
-    from ganexp.cli import _fail
+    from ganexp.cli.main import _fail
 
     with pytest.raises(SystemExit) as e:
         _fail(GanexpError("offline: use metrics=[fid_clf] or tricks=[r1]"))
@@ -196,7 +196,7 @@ def test_out_dir_that_is_a_file_is_refused_before_hydra_writes(tmp_path):
 
 def cli(*args, capsys, monkeypatch) -> tuple[int, str]:
     """`ganexp ARGS` in this process, for mistakes caught before Hydra runs: (exit code, stdout + stderr)."""
-    from ganexp.cli import main
+    from ganexp.cli.main import main
 
     monkeypatch.setattr(sys, "argv", ["ganexp", *args])
     with pytest.raises(SystemExit) as e:
@@ -226,9 +226,9 @@ def test_misspelled_keys_and_options_name_what_exists(args, fragment, capsys, mo
 
 def test_valid_overrides_pass_the_early_checks():
     """The early checks leave valid input to Hydra: tricks, metrics, groups, nested keys, + and hydra keys."""
-    from ganexp import cli as c
+    from ganexp.cli import argv as c
 
-    c._check_overrides("train", ["tricks=[ema,r1]", "metrics=[fid_clf]", "experiment=digits_mlp", "dataset.root=/x",
+    c.check_overrides("train", ["tricks=[ema,r1]", "metrics=[fid_clf]", "experiment=digits_mlp", "dataset.root=/x",
                                  "+extra=1", "hydra.run.dir=y", "loss=gan,lsgan", "overwrite=true", "--cfg", "job"])
-    c._check_overrides("sample", ["ckpt=x", "mode=interp"])
-    c._check_overrides("eval", ["ckpt=x", "metrics=[kid]"])
+    c.check_overrides("sample", ["ckpt=x", "mode=interp"])
+    c.check_overrides("eval", ["ckpt=x", "metrics=[kid]"])

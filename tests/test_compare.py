@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from ganexp import compare
+from ganexp.study import compare, plot as study_plot, runs as study_runs, table as study_table
 
 STEPS = (10, 20, 30, 40)
 LEVEL = {"gan": (30.0, 5.0), "lsgan": (10.0, 3.0)}  # (fid_clf, is_clf): lsgan better by FID, gan by IS
@@ -76,7 +76,7 @@ def expected(runs, loss, key):
 
 
 def load(root, **kw):
-    return compare.summarise(compare.group_runs([compare.load_run(p) for p in compare.find_runs([root])]), **kw)
+    return study_table.tabulate(study_table.group_runs([study_runs.load_run(p) for p in study_runs.find_runs([root])]), **kw)
 
 
 def test_rows_hold_mean_std_and_n_per_group_sorted_by_the_metric(sweep):
@@ -105,13 +105,13 @@ def test_rows_hold_mean_std_and_n_per_group_sorted_by_the_metric(sweep):
 def test_higher_is_better_follows_the_metric_name():
     up = ["is_clf", "is", "pr_clf_precision", "pr_clf_recall", "modes", "modes_hq_percent", "stacked_modes", "accuracy"]
     down = ["fid_clf", "kid", "modes_reverse_kl", "stacked_modes_kl", "loss/d", "fid_clf_baseline_n2500"]
-    assert [compare.higher_is_better(m) for m in up + down] == [True] * len(up) + [False] * len(down)
+    assert [study_table.higher_is_better(m) for m in up + down] == [True] * len(up) + [False] * len(down)
 
 
 def test_tables_and_plot_are_written_with_full_and_4_digit_precision(sweep):
     root, runs = sweep
     table = load(root, sort="fid_clf")
-    csv_path, md_path = compare.write_tables(table, root)
+    csv_path, md_path = study_table.write_tables(table, root)
     assert (csv_path, md_path) == (root / "compare.csv", root / "compare.md")
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["loss"] for r in rows] == ["lsgan", "gan"] and "seed" not in rows[0] and "train.steps" not in rows[0]
@@ -127,7 +127,7 @@ def test_tables_and_plot_are_written_with_full_and_4_digit_precision(sweep):
     assert any("sample std (ddof=1)" in line and "sorted by fid_clf, ascending" in line for line in md)
     assert "- loss=gan: 1 failed left out (4_loss=gan,seed=2: RuntimeError: out of memory) (--all includes them)" in md
 
-    png = compare.plot(table, "fid_clf", root)
+    png = study_plot.plot(table, "fid_clf", root)
     assert png == root / "compare_fid_clf.png"
     with Image.open(png) as im:
         im.verify()
@@ -140,7 +140,7 @@ def test_tables_and_plot_are_written_with_full_and_4_digit_precision(sweep):
 def test_curves_average_each_step_over_seeds(sweep):
     root, runs = sweep
     table = load(root, sort="fid_clf")
-    bands = compare.curves(table, "fid_clf")
+    bands = study_plot.curves(table, "fid_clf")
     steps, mean, lo, hi = bands["loss=lsgan (n=2)"]
     assert steps == [20, 40]
     for i, step in enumerate(steps):
@@ -149,7 +149,7 @@ def test_curves_average_each_step_over_seeds(sweep):
         sd = statistics.stdev(vals)
         assert (mean[i], lo[i], hi[i]) == pytest.approx((statistics.mean(vals), statistics.mean(vals) - sd,
                                                          statistics.mean(vals) + sd), rel=1e-12)
-    _, _, lo, hi = compare.curves(table, "loss/d", band="minmax")["loss=gan (n=2)"]
+    _, _, lo, hi = study_plot.curves(table, "loss/d", band="minmax")["loss=gan (n=2)"]
     first = [runs[("gan", s)][0]["loss/d"] for s in (0, 1)]
     assert (lo[0], hi[0]) == (min(first), max(first))
 
@@ -161,14 +161,14 @@ def test_stats_keep_the_last_value_per_step_and_skip_a_torn_line(tmp_path):
     again = [{"step": 30, "loss/d": 0.7}, {"step": 40, "loss/d": 0.6, "loss/g": 1.6}]
     run = tmp_path / "run"
     write_run(run, ["loss=lsgan", "seed=3"], first + again, status=None, tail='{"step": 50, "loss/d": 0.')
-    r = compare.load_run(run)
+    r = study_runs.load_run(run)
     assert r.history["loss/d"] == {10: 1.0, 20: 1.1, 30: 0.7, 40: 0.6}
     assert r.history["loss/g"] == {10: 2.0, 30: 2.2, 40: 1.6}  # step 30's loss/g only the first line had
     assert r.status == "running" and r.final == {"loss/d": 0.6, "loss/g": 1.6, "fid_clf": 50.0}
     assert r.overrides == {"loss": "lsgan", "seed": "3"}
-    table = compare.summarise(compare.group_runs([r]))
-    assert table.rows[0].n == 0 and compare.notes(table) == ["loss=lsgan: 1 running/unknown (no metrics.json) left out (--all includes them)"]
-    assert compare.summarise(compare.group_runs([r]), include_all=True).rows[0].stats["loss/d"] == (0.6, None, 1)
+    table = study_table.tabulate(study_table.group_runs([r]))
+    assert table.rows[0].n == 0 and study_table.notes(table) == ["loss=lsgan: 1 running/unknown (no metrics.json) left out (--all includes them)"]
+    assert study_table.tabulate(study_table.group_runs([r]), include_all=True).rows[0].stats["loss/d"] == (0.6, None, 1)
 
 
 def test_groups_ignore_prefixes_spacing_and_keys_that_do_not_change_the_experiment(tmp_path):
@@ -176,7 +176,7 @@ def test_groups_ignore_prefixes_spacing_and_keys_that_do_not_change_the_experime
     write_run(tmp_path / "a", ["+tricks=[ema, r1]", "seed=0", "out_dir=x", "hydra/launcher=joblib"], line)
     write_run(tmp_path / "b", ["tricks=[ema,r1]", "seed=1", "resume=x", "overwrite=true"], line)
     write_run(tmp_path / "c", ["tricks=[r1,ema]", "seed=0", "optimizer.d.lr=1e-4"], line)
-    table = compare.summarise(compare.group_runs([compare.load_run(tmp_path / d) for d in "abc"]))
+    table = study_table.tabulate(study_table.group_runs([study_runs.load_run(tmp_path / d) for d in "abc"]))
     assert [(r.label, r.n) for r in table.rows] == [
         ("tricks=[ema,r1] optimizer.d.lr=(default)", 2), ("tricks=[r1,ema] optimizer.d.lr=1e-4", 1)]
     assert table.rows[1].stats["loss/d"] == (1.0, None, 1)
@@ -211,7 +211,7 @@ def test_bad_input_is_one_line_on_stderr_exit_2_and_writes_nothing(sweep, tmp_pa
 
 
 def test_the_ganexp_command_dispatches_compare(sweep, tmp_path, monkeypatch, capsys):
-    from ganexp import cli
+    from ganexp.cli import main as cli
 
     root, _ = sweep
     monkeypatch.setattr(sys, "argv", ["ganexp", "compare", str(root), "--sort", "is_clf"])

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganexp.build import build_dataset, build_run
+from ganexp.build import build_run
+from ganexp.build.factory import build_dataset
 from ganexp.engine import train
 from ganexp.data import LoaderData
 from ganexp.data.stream import image_transform

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganexp.build import build_dataset, build_run
+from ganexp.build import build_run
+from ganexp.build.factory import build_dataset
 from ganexp.data.stacked import stack
 from ganexp.engine import train
 from ganexp.errors import ConfigError

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torchvision import datasets as tvd
 
-from ganexp.build import build_dataset
+from ganexp.build.factory import build_dataset
 from ganexp.errors import ConfigError, DataError
 from tests.conftest import make_cfg
 

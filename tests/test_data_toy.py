@@ -25,7 +25,7 @@ def check_mixture(data, centers: torch.Tensor, std: float) -> None:
     assert (means - centers).abs().max() < 5 * std / math.sqrt(counts.min())
     resid = x - centers[mode]
     assert resid.std(0) == pytest.approx([std, std], rel=0.03)
-    assert data.info.kind == "points" and data.info.shape == (2,)
+    assert not data.info.is_image and data.info.shape == (2,)
 
 
 def test_ring8_is_eight_gaussians_on_a_circle():

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ganexp import checkpoint
+from ganexp.engine import checkpoint
 from ganexp.errors import ConfigError, GanexpError
 from tests.conftest import make_cfg
 
@@ -171,7 +171,7 @@ def test_sigterm_on_one_rank_stops_all_with_one_checkpoint(tmp_path):
 
 
 def _dist(rank: int, world: int, seed: int = 0):
-    from ganexp.distributed import Dist
+    from ganexp.engine.distributed import Dist
 
     d = Dist(rank, world, 0, torch.device("cpu"))
     d.shared = torch.Generator().manual_seed(seed)
@@ -210,13 +210,13 @@ def test_unrolled_refuses_ddp_in_one_line(tmp_path):
     from ganexp.build import build_run
 
     run = build_run(make_cfg(ring("tricks=[unrolled]"), tmp_path / "run"))
-    run.dist = _dist(0, 2)
+    run.schedule.ranks = 2
     with pytest.raises(ConfigError, match=r"^unrolled cannot run under DDP: [^\n]*$"):
-        run.tricks[0].setup(run)
+        run.tricks[0].setup(run.setup_context())
 
 
 def test_launch_env_reads_torchrun_and_slurm_steps(monkeypatch):
-    from ganexp.distributed import launch_env
+    from ganexp.engine.launch import launch_env
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NTASKS"):
         monkeypatch.delenv(k, raising=False)
@@ -236,14 +236,14 @@ def test_launch_env_reads_torchrun_and_slurm_steps(monkeypatch):
 
 
 def test_other_ranks_make_no_hydra_folder(monkeypatch):
-    from ganexp import cli
+    from ganexp.cli import argv as cli
 
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    args = cli._launch_args(["out_dir=/somewhere", "hydra.run.dir=/somewhere"])
+    args = cli.launch_args(["out_dir=/somewhere", "hydra.run.dir=/somewhere"])
     assert args[-3:] == list(cli.FOLLOWER) and "hydra.run.dir=/somewhere" not in args
     with pytest.raises(SystemExit):
-        cli._launch_args(["-m", "seed=0,1"])
+        cli.launch_args(["-m", "seed=0,1"])
 
 
 @pytest.mark.slow
@@ -266,7 +266,7 @@ def test_torchrun_makes_one_run_folder(tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_bf16_compiled_run_trains_and_loads_on_cpu(tmp_path):
-    from ganexp.build import build_models
+    from ganexp.build.factory import build_models
     from ganexp.data import DataInfo
 
     run = _train_one(["device=cuda", "train.amp=bf16", "train.compile=true", "train.steps=4"], tmp_path / "run")
@@ -291,8 +291,8 @@ def test_channels_last_and_fused_adam_train(tmp_path):
 
 
 def test_sync_bn_converts_batch_norm_on_cuda_ranks_and_is_refused_on_cpu(tmp_path):
-    from ganexp.build import _sync_bn
-    from ganexp.distributed import Dist
+    from ganexp.build.build import _sync_bn
+    from ganexp.engine.distributed import Dist, Single
 
     cfg = make_cfg(["train.sync_bn=true"], tmp_path / "run")
     run = _train_one(["train.steps=1"], tmp_path / "one")  # DCGAN: batch norm in G and D
@@ -304,5 +304,5 @@ def test_sync_bn_converts_batch_norm_on_cuda_ranks_and_is_refused_on_cpu(tmp_pat
     assert set(G.state_dict()) == keys  # checkpoints stay interchangeable (the conversion works in place)
     with pytest.raises(ConfigError, match=r"^train.sync_bn=true needs CUDA"):
         _sync_bn(cfg, _dist(0, 2), run.G, run.D, notes)
-    _sync_bn(cfg, None, run.G, run.D, notes)  # one process: nothing to synchronise
+    _sync_bn(cfg, Single(torch.device("cpu")), run.G, run.D, notes)  # one process: nothing to synchronise
     assert notes == ["note: train.sync_bn=true has no effect on one process (batch norm already sees the whole batch)"]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ganexp.build import build_run
-from ganexp.load import load_generator
+from ganexp.sample.rebuild import load_generator
 from ganexp.data.digits import digits
 from ganexp.data.toy import ring_centers
 from ganexp.engine import train

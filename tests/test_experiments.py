@@ -16,7 +16,7 @@ from PIL import Image
 from torch.nn.utils import parametrize
 
 from ganexp.build import build_run
-from ganexp.load import load_generator
+from ganexp.sample.rebuild import load_generator
 from ganexp.engine import train
 from ganexp.errors import DataError
 from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from ganexp import checkpoint
+from ganexp.engine import checkpoint
 from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.hooks import Hook, Targets

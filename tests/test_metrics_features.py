@@ -190,17 +190,23 @@ def test_stacked_modes_count_digit_triples(clf_cache, data):
         StackedModes(data)
 
 
-def test_eval_picks_default_metrics_by_data_and_weights(tmp_path, monkeypatch):
-    from ganexp.data import DataInfo
-    from ganexp.evaluate import default_metrics, metric_nodes
+def test_one_default_policy_adds_inception_when_its_weights_are_on_disk(tmp_path, monkeypatch):
+    from ganexp.data import DataInfo, TensorData
+    from ganexp.metrics.evaluators import Default
+    from ganexp.sample.evaluate import metric_nodes
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    image = DataInfo("image", (1, 28, 28), 10, "digits")
-    assert default_metrics(DataInfo("points", (2,), 0, "ring8"), None) == ["modes", "kde"]
-    assert default_metrics(image, None) == ["fid_clf", "kid_clf", "is_clf", "pr_clf"]
+    data = digits()
+    unlabelled = TensorData(data.x[:100], None, DataInfo("image", (1, 28, 28), 0, "faces"))
+    assert Default(data).name == "fid_clf+is_clf" and Default(data).note is None
+    assert Default(unlabelled).name == "none" and "no default metric for 'faces'" in Default(unlabelled).note
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / INCEPTION_FILE).write_bytes(b"")
-    assert default_metrics(image, None) == ["fid", "kid", "is"]
+    (tmp_path / "hub" / "checkpoints" / INCEPTION_FILE).write_bytes(b"")  # never loaded: extractors build lazily
+    assert Default(data).name == "fid_clf+is_clf+fid+is"
+    assert [m.features for m in Default(data).metrics] == ["clf", "clf", "inception", "inception"]
+    assert Default(unlabelled).name == "fid+is" and Default(unlabelled).note is None
+    # `ganexp eval` with no metrics builds this same policy
+    assert metric_nodes(["default"]).default._target_ == "ganexp.metrics.evaluators.Default"
     nodes = metric_nodes(["fid_clf", "modes"])
     assert nodes.fid_clf._target_.endswith("FID") and nodes.modes.num_samples == 2500
 

@@ -22,13 +22,13 @@ SHAPE = (1, 16, 16)
 
 def generator(kind: str, **kw) -> nn.Module:
     if kind == "mlp":
-        return MLPGenerator(shape=SHAPE, kind="image", z_dim=Z, hidden=[32], **kw)
+        return MLPGenerator(shape=SHAPE, is_image=True, z_dim=Z, hidden=[32], **kw)
     return DCGANGenerator(channels=1, resolution=16, z_dim=Z, ngf=8, **kw)
 
 
 def discriminator(kind: str, **kw) -> nn.Module:
     if kind == "mlp":
-        return MLPDiscriminator(shape=SHAPE, kind="image", hidden=[32, 16], **kw)
+        return MLPDiscriminator(shape=SHAPE, is_image=True, hidden=[32, 16], **kw)
     return DCGANDiscriminator(channels=1, resolution=16, ndf=8, **kw)
 
 

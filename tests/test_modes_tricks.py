@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganexp.build import build_run
-from ganexp.load import load_generator
+from ganexp.sample.rebuild import load_generator
 from ganexp.engine import train
 from ganexp.hooks import StepContext
 from ganexp.models.base import Maxout

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from ganexp import checkpoint
+from ganexp.engine import checkpoint
 from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import ConfigError
 from ganexp.hooks import StepContext
-from ganexp.lr_schedule import lr_factor
+from ganexp.engine.lr_schedule import lr_factor
 from ganexp.models.attention import SelfAttention
 from ganexp.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from ganexp.run import Schedule
 from ganexp.tricks.ema import EMA
 from ganexp.tricks import penalties
 from ganexp.tricks.penalties import DRAGAN, R1, GradientPenalty
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, setup_context
 from tests.test_losses import Linear2D
+
 
 RING = ["dataset=ring8", "model=mlp"]
 
@@ -134,7 +133,7 @@ def ema_of(trick: EMA, weights: list[float], batch_size: int = 8, d_steps: int =
     G = nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         G.weight.fill_(0.0)
-    trick.setup(SimpleNamespace(G=G, schedule=Schedule(100, batch_size, d_steps)))
+    trick.setup(setup_context(G, batch_size=batch_size, d_steps=d_steps))
     out = []
     for step, w in enumerate(weights):
         with torch.no_grad():

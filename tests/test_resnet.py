@@ -262,7 +262,7 @@ def test_metrics_with_keyword_arguments_are_not_handed_the_discriminator(cfg_fac
 def test_acgan_accuracy_is_logged_in_training_and_by_ganexp_eval(cfg_factory):
     from omegaconf import OmegaConf
 
-    from ganexp.evaluate import evaluate, metric_nodes
+    from ganexp.sample.evaluate import evaluate, metric_nodes
     from ganexp.metrics.acgan import classifier_accuracy
 
     run = build_run(cfg_factory("model=dcgan", "conditional=true", "discriminator.cond=acgan", "metrics=[acgan_acc]",

@@ -14,8 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ganexp import checkpoint, files
-from ganexp.build import build_dataset, build_run
+from ganexp.engine import checkpoint
+from ganexp.rundir import files
+from ganexp.build import build_run
+from ganexp.build.factory import build_dataset
 from ganexp.data import LoaderData
 from ganexp.engine import train
 from ganexp.errors import DataError, GanexpError

@@ -15,9 +15,9 @@ from torch import nn
 from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import ConfigError
-from ganexp.generate import sample
-from ganexp.sampling import Latent
-from ganexp.steer import EDITS, brightness, learn, objective, rotate, shift_x, shift_y, zoom
+from ganexp.sample.generate import sample
+from ganexp.models.latent import Latent
+from ganexp.sample.steer import EDITS, brightness, learn, objective, rotate, shift_x, shift_y, zoom
 from tests.conftest import make_cfg
 
 GANEXP = str(Path(sys.executable).with_name("ganexp"))

@@ -6,8 +6,9 @@ import pytest
 import torch
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from ganexp import checkpoint
-from ganexp.build import build_run, override_hparams
+from ganexp.engine import checkpoint
+from ganexp.build import build_run
+from ganexp.build.hparams import override_hparams
 from ganexp.engine import train
 from ganexp.errors import GanexpError, TrainingDiverged
 from ganexp.hooks import Hook
@@ -149,7 +150,7 @@ def test_the_default_config_scores_itself():
 def test_sweep_job_names_hold_only_the_swept_values(monkeypatch):
     from omegaconf import OmegaConf
 
-    from ganexp.sweep import SWEPT_ENV, job_name
+    from ganexp.study.sweep import SWEPT_ENV, job_name
 
     root = OmegaConf.create({"hydra": {"overrides": {"task": ["loss=gan", "train.steps=4", "tricks=[ema,r1]", "seed=1",
                                                                "out_dir=x"]},

@@ -14,7 +14,9 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from ganexp.build import build_run
-from ganexp.compare import find_runs, group_runs, load_run, summarise
+from ganexp.study.runs import find_runs, load_run
+from ganexp.study.table import group_runs
+from ganexp.study.table import tabulate as summarise
 from ganexp.engine import train
 from tests.conftest import make_cfg, read_events
 

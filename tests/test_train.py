@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from ganexp import checkpoint
+from ganexp.engine import checkpoint
 from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import CheckpointError, ConfigError, GanexpError, TrainingDiverged
@@ -51,7 +51,7 @@ def test_d_steps_per_g_step(tmp_path):
 
 
 def test_2d_run_logs_a_scatter_plot_over_the_d_landscape(tmp_path):
-    from ganexp.engine import d_landscape
+    from ganexp.engine.visuals import d_landscape
 
     run = build_run(make_cfg(["dataset=ring8", "model=mlp", "latent.dim=2"], tmp_path))
     train(run)
@@ -67,7 +67,7 @@ def test_2d_run_logs_a_scatter_plot_over_the_d_landscape(tmp_path):
         torch.testing.assert_close(v, run.D(grid, None).view(5, 5))
     from ganexp.models import MLPDiscriminator
 
-    assert d_landscape(MLPDiscriminator((2,), "points", num_classes=3), 3.0) is None  # no single landscape
+    assert d_landscape(MLPDiscriminator((2,), False, num_classes=3), 3.0) is None  # no single landscape
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -264,7 +264,7 @@ def test_how_often_a_run_samples_does_not_change_its_training(extra, tmp_path):
 
 def test_conditional_sample_grid_has_a_row_per_class():
     """The fixed labels cycle 0, 1, ..., 9, 0, ...; the grid sorts the first k of each class into rows."""
-    from ganexp.engine import _grid_by_class
+    from ganexp.engine.visuals import grid_by_class as _grid_by_class
 
     y = torch.arange(100) % 10
     x = y.float().view(-1, 1, 1, 1).expand(-1, 1, 2, 2)  # each image is its own label

@@ -16,6 +16,7 @@ from ganexp.tricks.ema import EMA
 from ganexp.tricks.memory import CheckpointSwap, ExperienceReplay
 from ganexp.tricks.vbn import VirtualBatchNorm, VirtualBatchNormTrick
 from tests.test_tricks_units import points_G, set_up
+from tests.conftest import setup_context
 
 
 def dcgan_pair(**g):
@@ -39,7 +40,7 @@ def test_spectral_norm_keeps_every_d_layer_at_sigma_1():
     assert all(abs(s - 1) > 0.2 for s in before.values())  # N(0, 0.02) init is far from 1
     sn = SpectralNorm()
     G, D = sn.modify_models(G, D)
-    sn.setup(type("R", (), {"D": D})())
+    sn.setup(setup_context(G, D))
     x, y = torch.randn(16, 1, 16, 16), torch.randint(3, (16,))
     # one power iteration per training forward; the 3-row embedding's top singular values are close
     # together, so its estimate converges slowly (30 forwards leave it up to 2% off across seeds)
@@ -76,7 +77,7 @@ def test_minibatch_stddev_layer_by_hand():
 
 @pytest.mark.parametrize("trick, extra", [(MinibatchDiscrimination(num_kernels=6), 6), (MinibatchStddev(), 1)])
 def test_batch_layers_make_d_see_the_rest_of_the_batch(trick, extra):
-    D = MLPDiscriminator(shape=(2,), kind="points", hidden=[16], num_classes=3)
+    D = MLPDiscriminator(shape=(2,), is_image=False, hidden=[16], num_classes=3)
     x, y = torch.randn(8, 2), torch.randint(3, (8,))
     other = torch.cat([x[:1], torch.randn(7, 2)])
     assert torch.equal(D(x, y)[0], D(other, y)[0])  # plain D: sample 0's score is its own business
@@ -87,7 +88,7 @@ def test_batch_layers_make_d_see_the_rest_of_the_batch(trick, extra):
 
 
 def test_batch_layers_get_spectral_norm_when_d_has_it():
-    D = MLPDiscriminator(shape=(2,), kind="points", hidden=[16])
+    D = MLPDiscriminator(shape=(2,), is_image=False, hidden=[16])
     _, D = SpectralNorm().modify_models(None, D)
     _, D = MinibatchDiscrimination().modify_models(None, D)
     assert _is_sn(D.head) and _is_sn(D.body[2].T)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,26 +12,19 @@ from ganexp.hooks import StepContext, Targets
 from ganexp.losses import LSGAN, NSGAN, WGAN, WGANGP, Hinge
 from ganexp.models.base import Discriminator
 from ganexp.models.mlp import MLPDiscriminator, MLPGenerator
-from ganexp.run import Schedule
-from ganexp.sampling import Latent
 from ganexp.tricks.discrete import TemperatureAnneal
 from ganexp.tricks.labels import LabelFlip, LabelSmoothing, LabelSwap, SoftLabels
 from ganexp.tricks.noise import GDropout, GLayerNoise, InstanceNoise
 from ganexp.tricks.objective import FeatureMatching
 from ganexp.tricks.penalties import DRAGAN, R1, GradientPenalty, HistoricalAveraging, OrthogonalReg, WeightClip
 from tests.test_losses import Linear2D
+from tests.conftest import setup_context
 
 CPU = torch.device("cpu")
 
 
-def toy_run(G=None, D=None, loss=None, batch_size=8, d_steps=1, g_steps=1, dim=4, tricks=()):
-    """What a trick's setup reads from a Run, without data or optimizers."""
-    return SimpleNamespace(G=G, D=D, loss=loss or NSGAN(), device=CPU, latent=Latent(dim), tricks=list(tricks),
-                           schedule=Schedule(100, batch_size, d_steps, g_steps))
-
-
 def set_up(trick, **run):
-    trick.setup(toy_run(tricks=[trick], **run))
+    trick.setup(setup_context(tricks=[trick], **run))
     return trick
 
 
@@ -90,7 +82,7 @@ def test_label_tricks_refuse_losses_without_targets(trick, loss):
 # --- noise --------------------------------------------------------------------------------
 
 def test_temperature_anneal_sets_the_output_temperature_on_jangs_schedule():
-    G = MLPGenerator((1, 4, 4), "image", z_dim=4, hidden=[8], output="relaxed_bernoulli", temperature=0.3)
+    G = MLPGenerator((1, 4, 4), True, z_dim=4, hidden=[8], output="relaxed_bernoulli", temperature=0.3)
     anneal = set_up(TemperatureAnneal(start=1.0, min=0.5, rate=1e-3), G=G)
     x = torch.zeros(2, 1, 4, 4)
     for step, tau in [(0, 1.0), (100, math.exp(-0.1)), (500, math.exp(-0.5)), (693, 0.5), (5000, 0.5)]:
@@ -119,7 +111,7 @@ def test_instance_noise_std_follows_its_linear_schedule():
 
 
 def points_G(**kw):
-    return MLPGenerator(shape=(2,), kind="points", z_dim=4, hidden=[256], **kw)
+    return MLPGenerator(shape=(2,), is_image=False, z_dim=4, hidden=[256], **kw)
 
 
 def hidden_output(G, z):
@@ -198,7 +190,7 @@ def test_gradient_penalty_drives_interpolate_gradient_norms_to_k():
 
 
 def test_weight_clip_clamps_d_after_each_step():
-    D = MLPDiscriminator(shape=(2,), kind="points", hidden=[16])
+    D = MLPDiscriminator(shape=(2,), is_image=False, hidden=[16])
     clip = set_up(WeightClip(0.01), D=D)
     clip.after_d_step(0)
     assert max(p.abs().max().item() for p in D.parameters()) <= 0.01

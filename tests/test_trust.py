@@ -7,17 +7,17 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from ganexp import checkpoint
+from ganexp.engine import checkpoint
 from ganexp.build import build_run
-from ganexp.load import build_eval, load_generator
+from ganexp.sample.rebuild import build_eval, load_generator
 from ganexp.engine import train
 from ganexp.errors import ConfigError, GanexpError
-from ganexp.evaluate import evaluate
-from ganexp.generate import sample
+from ganexp.sample.evaluate import evaluate
+from ganexp.sample.generate import sample
 from ganexp.hooks import Hook
 from ganexp.metrics.cache import compute_reference
 from ganexp.metrics.evaluators import FID, KID
-from ganexp.penalties import dragan_penalty
+from ganexp.losses.critic import dragan_penalty
 from ganexp.tricks.architecture import MinibatchStddevLayer
 from tests.conftest import make_cfg
 
@@ -261,7 +261,7 @@ def test_interrupt_during_a_swap_saves_the_live_weights(tmp_path):
     run = build_run(make_cfg([*POINTS, "train.steps=10", "tricks=[checkpoint_swap]", "tricks.checkpoint_swap.every=1",
                               "tricks.checkpoint_swap.prob=1.0", "tricks.checkpoint_swap.swap=d"], tmp_path))
     spy = InterruptWhileSwapped(at=3)
-    spy.setup(run)
+    spy.setup(run.setup_context())
     run.tricks.insert(0, spy)  # before checkpoint_swap, whose swap must come last
     with pytest.raises(GanexpError, match="interrupted at step 3"):
         train(run)

@@ -21,12 +21,17 @@ class DataInfo:
     binary: bool = False  # pixels thresholded to {-1, 1} (dataset.binarize=true)
 
     @property
+    def is_image(self) -> bool:
+        """True for images (C, H, W), False for points (dim,): the one test of what kind the data is."""
+        return self.kind == "image"
+
+    @property
     def channels(self) -> int:
-        return self.shape[0] if self.kind == "image" else 0
+        return self.shape[0] if self.is_image else 0
 
     @property
     def resolution(self) -> int:
-        return self.shape[-1] if self.kind == "image" else 0
+        return self.shape[-1] if self.is_image else 0
 
     def as_dict(self) -> dict:
         d = {"kind": self.kind, "shape": list(self.shape), "num_classes": self.num_classes, "name": self.name}
@@ -49,7 +54,7 @@ def binarize_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def _binary_info(info: DataInfo) -> DataInfo:
-    if info.kind != "image":
+    if not info.is_image:
         from ganexp.errors import ConfigError
 
         raise ConfigError(f"dataset.binarize=true needs an image dataset; '{info.name}' is {info.kind}")

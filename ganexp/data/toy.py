@@ -3,7 +3,7 @@
 - ``ring``: Mao et al. 2017 (LSGAN, mixture-of-Gaussians experiment) and Metz et al. 2017 (unrolled GAN): 8 Gaussians on a circle.
 - ``grid``: Srivastava et al. 2017 (VEEGAN) and Lin et al. 2018 (PacGAN): 25 Gaussians on {-4,-2,0,2,4}^2, std 0.05.
 - ``swiss_roll``: the 2D Swiss roll of Gulrajani et al. 2017 (WGAN-GP toy experiments).
-- ``iris``: two features of Fisher's Iris data as bundled with scikit-learn (the notes' miniGAN example).
+- ``iris``: two features of Fisher's Iris data as bundled with scikit-learn (Fisher 1936; a tiny real 2D set for a miniGAN).
 """
 from __future__ import annotations
 

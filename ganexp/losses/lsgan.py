@@ -14,6 +14,9 @@ class LSGAN(Loss):
     0-1 coding of Eq. 9 (a=0, b=1, c=1); Eq. 8 (a=-1, b=1, c=0) minimises Pearson chi^2.
     """
 
+    #: (real b, fake a, G's target c); each instance sets its own from its arguments
+    default_targets = (1.0, 0.0, 1.0)
+
     def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0):
         self.default_targets = (b, a, c)
 

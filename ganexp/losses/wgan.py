@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ganexp.hooks import StepContext, Targets
+from ganexp.hooks import SetupContext, StepContext, Targets
 from ganexp.losses.base import Loss
-from ganexp.penalties import batch_norm_warning, clip_weights_, gradient_penalty
+from ganexp.losses.critic import batch_norm_warning, clip_weights_, gradient_penalty
 
 
 class WGAN(Loss):
@@ -16,8 +16,8 @@ class WGAN(Loss):
         self.clip = clip
         self.D = None
 
-    def setup(self, run) -> None:
-        self.D = run.D
+    def setup(self, ctx: SetupContext) -> None:
+        self.D = ctx.D
 
     def d_loss(self, d_real: Tensor, d_fake: Tensor, t: Targets | None) -> Tensor:
         return d_fake.mean() - d_real.mean()
@@ -40,11 +40,9 @@ class WGANGP(WGAN):
         super().__init__(clip=0.0)
         self.gp_weight = gp_weight
 
-    def setup(self, run) -> None:
-        super().setup(run)
-        note = batch_norm_warning(run.D, "loss=wgan_gp")
-        if note:
-            run.notes.append(note)
+    def setup(self, ctx: SetupContext) -> None:
+        super().setup(ctx)
+        ctx.note(batch_norm_warning(ctx.D, "loss=wgan_gp"))
 
     def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         gp = gradient_penalty(ctx.D, ctx.real, ctx.fake, ctx.y_real if ctx.y_fake is None else ctx.y_fake)

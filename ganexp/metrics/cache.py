@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganexp import files
+from ganexp.rundir import files
 from ganexp.metrics.realdata import dataset_fingerprint, real  # noqa: F401  (re-exported)
 from ganexp.metrics.fid import FeatureStats, fid_from_stats
 from ganexp.metrics.inception_score import inception_score

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganexp import files
+from ganexp.rundir import files
 from ganexp.errors import ConfigError
 
 
@@ -87,7 +87,7 @@ def train_classifier(x: Tensor, y: Tensor, num_classes: int, seed: int = 0, epoc
 
 
 def check_labelled(info) -> None:
-    if not info.num_classes or info.kind != "image":
+    if not info.num_classes or not info.is_image:
         raise ConfigError(f"classifier metrics (fid_clf, kid_clf, is_clf, pr_clf) need a labelled image dataset; "
                           f"'{info.name}' has none: use metrics=[fid] with InceptionV3 weights, or modes/kde for 2D data")
 

@@ -14,6 +14,7 @@ from ganexp.errors import ConfigError
 from ganexp.metrics.acgan import classifier_accuracy
 from ganexp.metrics.cache import reference
 from ganexp.metrics.features import Pass, feature_pass, generated, get_extractor, resolve_network
+from ganexp.metrics.inception import inception_on_disk
 from ganexp.metrics.fid import fid_from_stats
 from ganexp.metrics.kde import kde_figure
 from ganexp.metrics.kid import kid
@@ -132,7 +133,7 @@ class StackedModes:
     def __init__(self, data, device="cpu", name: str = "stacked_modes", num_samples: int = 26_000,
                  cache_dir: str = "~/.cache/ganexp", seed: int = 0, source: str = "digits",
                  root: str = "~/.cache/ganexp/data"):
-        if data.info.kind != "image" or data.info.channels != 3:
+        if not data.info.is_image or data.info.channels != 3:
             raise ConfigError(f"{name} needs 3-channel stacked digits (dataset=stacked_mnist); '{data.info.name}' "
                               f"has shape {list(data.info.shape)}")
         self.device, self.resolution, self.source, self.root = torch.device(device), data.info.resolution, source, root
@@ -185,7 +186,7 @@ class KDEPlot:
     """Kernel-density plot of generated 2D samples beside the real density (an image, no numbers)."""
 
     def __init__(self, data, device="cpu", name: str = "kde", num_samples: int = 2500, seed: int = 0):
-        if data.info.kind != "points" or data.info.shape[0] != 2:
+        if data.info.is_image or data.info.shape[0] != 2:
             raise ConfigError(f"kde plots 2D points; '{data.info.name}' has shape {list(data.info.shape)}")
         self.real = data.take(num_samples)[0].cpu() if hasattr(data, "take") else data.sample(num_samples)[0].cpu()
         self.name, self.n, self.seed, self.device = name, num_samples, seed, torch.device(device)
@@ -198,26 +199,33 @@ class KDEPlot:
 
 
 class Default:
-    """The metrics a run gets unless it chooses others, picked from the data so they work offline:
-    classifier FID and IS on labelled images (at n = half the dataset, at most 10,000, so the FID
-    floor is at the score's own size), mode coverage on 2D mixtures, nothing elsewhere (a note says
-    so once). The logged names are those of the metrics it runs (``fid_clf``, ``is_clf``, ``modes``)."""
+    """The one default-metric policy: what a run scores unless it picks metrics=[...], and what
+    ``ganexp eval`` scores when given none. Offline first: classifier FID and IS on labelled images
+    (at n = half the dataset, at most 10,000, so the FID floor is at the score's own size), mode
+    coverage on 2D mixtures; Inception FID and IS as well on any image dataset when the Inception
+    weights are on disk (``eval.inception_weights`` or the torch hub cache: never downloaded for
+    the default). Where nothing applies, a note says so once. The logged names are those of the
+    metrics it runs (``fid_clf``, ``is_clf``, ``fid``, ``is``, ``modes``)."""
 
     def __init__(self, data, device="cpu", num_samples: int | None = None, batch_size: int = 500,
-                 cache_dir: str = "~/.cache/ganexp", seed: int = 0):
+                 cache_dir: str = "~/.cache/ganexp", inception_weights: str | None = None, seed: int = 0):
         info, self.metrics, self.note = data.info, [], None
-        if info.kind == "points":
+        n = num_samples or max(1, min(10_000, len(data) // 2))
+        kw = dict(device=device, num_samples=n, batch_size=batch_size, cache_dir=cache_dir, seed=seed)
+        if not info.is_image:
             if hasattr(data, "centers"):
                 self.metrics = [ModeCoverage(data, device, "modes", seed=seed)]
             else:
                 self.note = f"no default metric for '{info.name}' (2D points without mode centers): choose metrics=[kde]"
-        elif info.num_classes:
-            n = num_samples or max(1, min(10_000, len(data) // 2))
-            kw = dict(device=device, num_samples=n, batch_size=batch_size, cache_dir=cache_dir, seed=seed)
-            self.metrics = [FID("fid_clf", data, **kw), IS("is_clf", data, **kw)]
         else:
-            self.note = (f"no default metric for '{info.name}' (images without labels: the offline classifier needs "
-                         f"them): choose metrics=[fid] with the Inception weights, or metrics=[] to silence this")
+            if info.num_classes:
+                self.metrics = [FID("fid_clf", data, **kw), IS("is_clf", data, **kw)]
+            if inception_on_disk(inception_weights):
+                inc = kw | {"features": "inception", "inception_weights": inception_weights}
+                self.metrics += [FID("fid", data, **inc), IS("is", data, **inc)]
+            elif not info.num_classes:
+                self.note = (f"no default metric for '{info.name}' (images without labels: the offline classifier needs "
+                             f"them): choose metrics=[fid] with the Inception weights, or metrics=[] to silence this")
         self.name = "+".join(m.name for m in self.metrics) or "none"
         self.n = max((m.n for m in self.metrics), default=0)
 

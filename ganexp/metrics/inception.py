@@ -56,6 +56,13 @@ def _online(host: str = "github.com", timeout: float = 3.0) -> bool:
     return bool(ok)
 
 
+def inception_on_disk(path: str | None) -> bool:
+    """Whether the InceptionV3 weights are here without a download: at ``path`` or in the torch hub cache."""
+    if path:
+        return Path(path).expanduser().is_file()
+    return (Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE).is_file()
+
+
 def inception_weights(path: str | None, metric: str = "FID") -> str:
     """The local InceptionV3 weights file, downloading it into the torch hub cache when online."""
     if path:

@@ -191,6 +191,15 @@ class Discriminator(nn.Module):
         """The input of the head; depends on y only with ``cond: concat``."""
         return self.body(self.label_input(x, y)).flatten(1)
 
+    def required_hooks(self) -> list:
+        """The hooks this D trains through: with a class head (``cond: acgan``), AC-GAN's class
+        terms (``tricks=[acgan]`` configures them instead when listed)."""
+        if self.classifier is None:
+            return []
+        from ganexp.models.acgan import ACGAN
+
+        return [ACGAN()]
+
     def classify(self, x: Tensor) -> Tensor:
         """``cond: acgan``: the auxiliary classifier's class logits (a forward of ``features``)."""
         if self.classifier is None:

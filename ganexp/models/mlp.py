@@ -31,13 +31,13 @@ def _stack(sizes: list[int], act: str, norm: bool = False, pieces: int = 5) -> l
     return layers
 
 
-def _init(module: nn.Module, init: str, kind: str) -> None:
-    if choose(init, INITS, "init") == "normal" or (init == "auto" and kind == "image"):
+def _init(module: nn.Module, init: str, is_image: bool) -> None:
+    if choose(init, INITS, "init") == "normal" or (init == "auto" and is_image):
         dcgan_init_(module)
 
 
 class MLPGenerator(Generator):
-    def __init__(self, shape: tuple[int, ...], kind: str, z_dim: int = 100, hidden: list[int] = (300,),
+    def __init__(self, shape: tuple[int, ...], is_image: bool, z_dim: int = 100, hidden: list[int] = (300,),
                  act: str = "leaky_relu", batch_norm: bool = False, num_classes: int = 0, embed_dim: int = 0,
                  cond: str = "embed", output: str = "tanh", temperature: float = 0.5, pieces: int = 5,
                  init: str = "auto"):
@@ -45,11 +45,11 @@ class MLPGenerator(Generator):
         self.shape = tuple(shape)
         sizes = [self.in_dim, *hidden]
         last = output_layer(output, temperature)
-        if kind != "image" and output != "tanh":
-            raise ConfigError(f"generator.output={output} makes binary images and this dataset is {kind}; use generator.output=tanh")
-        out = [nn.Linear(sizes[-1], math.prod(self.shape))] + ([last] if kind == "image" else [])
+        if not is_image and output != "tanh":
+            raise ConfigError(f"generator.output={output} makes binary images and this dataset is points; use generator.output=tanh")
+        out = [nn.Linear(sizes[-1], math.prod(self.shape))] + ([last] if is_image else [])
         self.body = nn.Sequential(*_stack(sizes, act, batch_norm, pieces), *out)
-        _init(self, init, kind)
+        _init(self, init, is_image)
         self.condition_norms()
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
@@ -57,9 +57,9 @@ class MLPGenerator(Generator):
 
 
 class MLPDiscriminator(Discriminator):
-    def __init__(self, shape: tuple[int, ...], kind: str, hidden: list[int] = (300, 100),
+    def __init__(self, shape: tuple[int, ...], is_image: bool, hidden: list[int] = (300, 100),
                  act: str = "leaky_relu", num_classes: int = 0, cond: str = "projection", pieces: int = 5,
                  init: str = "auto"):
         super().__init__(hidden[-1], num_classes, cond)
         self.body = nn.Sequential(nn.Flatten(), *_stack([math.prod(shape) + self.in_extra, *hidden], act, pieces=pieces))
-        _init(self, init, kind)
+        _init(self, init, is_image)

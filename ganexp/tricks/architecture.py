@@ -13,9 +13,10 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm, spectral_norm
 
-from ganexp.hooks import Hook
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext
 from ganexp.models.base import ConditionalBatchNorm
-from ganexp.tricks.common import ganexp_discriminator, require
+from ganexp.tricks.common import ganexp_discriminator
 
 SN_LAYERS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
@@ -54,8 +55,8 @@ class SpectralNorm(Hook):
             apply_spectral_norm(G, self.n_power_iterations)
         return G, D
 
-    def setup(self, run) -> None:
-        self.layers = [(n, m) for n, m in run.D.named_modules() if _is_sn(m)]
+    def setup(self, ctx: SetupContext) -> None:
+        self.layers = [(n, m) for n, m in ctx.D.named_modules() if _is_sn(m)]
 
     @torch.no_grad()
     def scalars(self, step: int) -> dict[str, Tensor]:
@@ -153,8 +154,8 @@ class MinibatchStddev(Hook):
         require(group_size >= 2, f"minibatch_stddev.group_size must be >= 2 (a group of one has no spread), got {group_size}")
         self.group_size = group_size
 
-    def setup(self, run) -> None:
-        B, ranks = run.schedule.local_batch, run.schedule.ranks  # groups are made within each rank's share
+    def setup(self, ctx: SetupContext) -> None:
+        B, ranks = ctx.local_batch, ctx.ranks  # groups are made within each rank's share
         require(B % self.group_size == 0,
                 f"minibatch_stddev.group_size={self.group_size} does not divide train.batch_size={B * ranks}"
                 + (f" / {ranks} ranks" if ranks > 1 else "")

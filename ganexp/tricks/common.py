@@ -3,16 +3,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganexp.errors import ConfigError
+from ganexp.errors import require
 
 #: Activation modules after which generator tricks (layer noise, dropout) act.
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.GELU, nn.SiLU, nn.Sigmoid)
-
-
-def require(ok: bool, msg: str) -> None:
-    """A build-time compatibility check: one line, raised as ConfigError."""
-    if not ok:
-        raise ConfigError(msg)
 
 
 def hidden_activations(G: nn.Module, trick: str) -> list[nn.Module]:

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganexp.hooks import Hook
-from ganexp.tricks.common import require
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext
 
 
 def _per_sample(x: Tensor) -> tuple[int, ...]:
@@ -107,8 +107,8 @@ class DiffAugment(Hook):
                 f"diffaugment.translation and .cutout must be in [0, 1), got {translation}, {cutout}")
         self.policy, self.translation, self.cutout = ops, translation, cutout
 
-    def setup(self, run) -> None:
-        require(run.info.kind != "points", f"diffaugment augments images; '{run.info.name}' is 2D points")
+    def setup(self, ctx: SetupContext) -> None:
+        require(ctx.info.kind != "points", f"diffaugment augments images; '{ctx.info.name}' is 2D points")
 
     def on_d_input(self, x: Tensor, step: int) -> Tensor:
         return augment(x, self.policy, self.translation, self.cutout)

@@ -5,9 +5,9 @@ import math
 
 from torch import Tensor
 
-from ganexp.hooks import Hook
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext
 from ganexp.models.base import RelaxedBernoulli
-from ganexp.tricks.common import require
 
 
 class TemperatureAnneal(Hook):
@@ -23,8 +23,8 @@ class TemperatureAnneal(Hook):
         self.start, self.min, self.rate = start, min, rate
         self.layers: list[RelaxedBernoulli] = []
 
-    def setup(self, run) -> None:
-        self.layers = [m for m in run.G.modules() if isinstance(m, RelaxedBernoulli)]
+    def setup(self, ctx: SetupContext) -> None:
+        self.layers = [m for m in ctx.G.modules() if isinstance(m, RelaxedBernoulli)]
         require(bool(self.layers), "temperature_anneal needs a discrete output: "
                                    "generator.output=relaxed_bernoulli or straight_through")
 

@@ -6,8 +6,8 @@ import copy
 import torch
 from torch import nn
 
-from ganexp.hooks import Hook
-from ganexp.tricks.common import require
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext
 
 
 class EMA(Hook):
@@ -42,13 +42,12 @@ class EMA(Hook):
             halflife = min(halflife, step * self.images_per_step * self.rampup)
         return 0.5 ** (self.images_per_step / self.updates_per_step / max(halflife, 1e-8))
 
-    def setup(self, run) -> None:
-        sch = run.schedule
-        self.images_per_step, self.updates_per_step = sch.batch_size * sch.d_steps, sch.g_steps
-        self.G = run.G
-        self.ema = copy.deepcopy(run.G).eval().requires_grad_(False)
-        self._params = (list(self.ema.parameters()), list(run.G.parameters()))
-        self._buffers = (list(self.ema.buffers()), list(run.G.buffers()))
+    def setup(self, ctx: SetupContext) -> None:
+        self.images_per_step, self.updates_per_step = ctx.batch_size * ctx.d_steps, ctx.g_steps
+        self.G = ctx.G
+        self.ema = copy.deepcopy(ctx.G).eval().requires_grad_(False)
+        self._params = (list(self.ema.parameters()), list(ctx.G.parameters()))
+        self._buffers = (list(self.ema.buffers()), list(ctx.G.buffers()))
 
     @torch.no_grad()
     def after_g_step(self, step: int) -> None:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import torch
 
-from ganexp.hooks import Hook, Targets
-from ganexp.tricks.common import require
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext, Targets
+from ganexp.losses import Loss
 
 
 class LabelTrick(Hook):
     """Checks the loss has targets; keeps the batch size and device for per-sample targets."""
 
-    def setup(self, run) -> None:
-        loss = run.loss
+    def setup(self, ctx: SetupContext) -> None:
+        loss = ctx.loss
         require(loss.default_targets is not None,
-                f"{self.name} needs a loss with real/fake targets (gan, nsgan, lsgan); loss is {type(loss).__name__}")
-        self.n, self.device = run.schedule.local_batch, run.device
+                f"{self.name} needs a loss with real/fake targets ({', '.join(target_losses())}); "
+                f"loss is {type(loss).__name__}")
+        self.n, self.device = ctx.local_batch, ctx.device
         real, fake, gen = loss.default_targets
         self.target_sum = real + fake  # label_swap reflects G's target through the middle of the scale
 
@@ -31,6 +33,17 @@ class LabelTrick(Hook):
 
     def per_sample(self, v: torch.Tensor | float) -> torch.Tensor:
         return v if isinstance(v, torch.Tensor) else torch.full((self.n,), float(v), device=self.device)
+
+
+def target_losses() -> list[str]:
+    """The loss classes with real/fake targets, by name (lower case): the ones a label trick can change."""
+    todo, found = [Loss], []
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.default_targets is not None:
+            found.append(cls.__name__.lower())
+    return sorted(set(found))
 
 
 def _check_prob(p: float, what: str) -> None:
@@ -83,7 +96,7 @@ class LabelFlip(LabelTrick):
 
 
 class LabelSwap(LabelTrick):
-    """The real=0 / fake=1 convention of the notes (ganhacks #2, "flip labels when training G"):
+    """The real=0 / fake=1 convention (ganhacks #2, Chintala et al. 2016, "flip labels when training G"):
     real and fake targets trade places and G's target is reflected to match (1 -> 0)."""
 
     name = "label_swap"

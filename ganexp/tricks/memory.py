@@ -7,8 +7,8 @@ import random
 import torch
 from torch import Tensor, nn
 
-from ganexp.hooks import Hook
-from ganexp.tricks.common import require
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext
 
 
 class ExperienceReplay(Hook):
@@ -27,8 +27,8 @@ class ExperienceReplay(Hook):
         self.y: Tensor | None = None
         self.count = 0  # fakes pushed so far (a Python int: no device sync to know the fill)
 
-    def setup(self, run) -> None:
-        self.k, self.device = round(self.ratio * run.schedule.local_batch), run.device
+    def setup(self, ctx: SetupContext) -> None:
+        self.k, self.device = round(self.ratio * ctx.local_batch), ctx.device
 
     def on_fake(self, x: Tensor, y: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:
         if self.x is None:
@@ -97,12 +97,12 @@ class CheckpointSwap(Hook):
         self._step, self._active, self._saved = -1, None, {}
         self._d_done = self._g_done = 0
 
-    def setup(self, run) -> None:
-        self.models, self.device = {"G": run.G, "D": run.D}, run.device
+    def setup(self, ctx: SetupContext) -> None:
+        self.models, self.device = {"G": ctx.G, "D": ctx.D}, ctx.device
         # the old D comes in after this hook's after_d_step: later ones would act on it, not on the current D
-        later = [t.name for t in run.tricks[run.tricks.index(self) + 1:] if type(t).after_d_step is not Hook.after_d_step]
+        later = [t.name for t in ctx.tricks[ctx.tricks.index(self) + 1:] if type(t).after_d_step is not Hook.after_d_step]
         require(not later, f"list checkpoint_swap after {', '.join(later)}: they act after D's step and would see the old D")
-        self.d_steps, self.g_steps = run.schedule.d_steps, run.schedule.g_steps
+        self.d_steps, self.g_steps = ctx.d_steps, ctx.g_steps
 
     def _swap_in(self, who: str) -> None:
         if self._active is not None and who in self._wanted and who not in self._saved:

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganexp.errors import require
 from ganexp.hooks import Hook
-from ganexp.sampling import PRIORS
-from ganexp.tricks.common import hidden_activations, require
+from ganexp.models.latent import PRIORS
+from ganexp.tricks.common import hidden_activations
 
 
 class InstanceNoise(Hook):
@@ -95,5 +96,5 @@ class LatentPrior(Hook):
         require(prior in PRIORS, f"latent_prior.prior must be one of {', '.join(PRIORS)}; got '{prior}'")
         self.prior = prior
 
-    def setup(self, run) -> None:
-        run.latent.prior = self.prior
+    def latent_prior(self, prior: str) -> str:
+        return self.prior

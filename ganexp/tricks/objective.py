@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ganexp.hooks import Hook, StepContext
-from ganexp.tricks.common import require
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext, StepContext
 
 
 def feature_distance(f_real: Tensor, f_fake: Tensor) -> Tensor:
@@ -28,9 +28,9 @@ class FeatureMatching(Hook):
         require(weight > 0, f"feature_matching.weight must be > 0, got {weight}")
         self.weight, self.replace = weight, replace
 
-    def setup(self, run) -> None:
-        require(hasattr(run.D, "features"),
-                f"feature_matching needs a discriminator with features(x) (ganexp.models.base.Discriminator); got {type(run.D).__name__}")
+    def setup(self, ctx: SetupContext) -> None:
+        require(hasattr(ctx.D, "features"),
+                f"feature_matching needs a discriminator with features(x) (ganexp.models.base.Discriminator); got {type(ctx.D).__name__}")
 
     def on_g_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         with torch.no_grad():

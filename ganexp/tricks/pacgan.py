@@ -7,8 +7,9 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganexp.hooks import Hook, Targets
-from ganexp.tricks.common import ganexp_discriminator, require
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext, Targets
+from ganexp.tricks.common import ganexp_discriminator
 
 
 def pack(x: Tensor, m: int) -> Tensor:
@@ -93,11 +94,11 @@ class PacGAN(Hook):
         D.pack = self.m
         return G, D
 
-    def setup(self, run) -> None:
-        B = run.schedule.local_batch  # packs are made within each rank's share of the batch
-        where = f"train.batch_size={run.schedule.batch_size}" + (f" / {run.schedule.ranks} ranks" if run.schedule.ranks > 1 else "")
+    def setup(self, ctx: SetupContext) -> None:
+        B = ctx.local_batch  # packs are made within each rank's share of the batch
+        where = f"train.batch_size={ctx.batch_size}" + (f" / {ctx.ranks} ranks" if ctx.ranks > 1 else "")
         require(B % self.m == 0, f"pacgan.m={self.m} must divide {where}")
-        later = [t.name for t in run.tricks[run.tricks.index(self) + 1:] if type(t).on_targets is not Hook.on_targets]
+        later = [t.name for t in ctx.tricks[ctx.tricks.index(self) + 1:] if type(t).on_targets is not Hook.on_targets]
         require(not later, f"list pacgan after {', '.join(later)}: it packs the targets those tricks draw")
         self.B = B
 

@@ -6,20 +6,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ganexp.hooks import Hook, StepContext
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext, StepContext
 from ganexp.losses import WGAN, WGANGP
-from ganexp.penalties import batch_norm_warning, clip_weights_, dragan_penalty, gradient_penalty, r1_penalty
-from ganexp.tricks.common import require
+from ganexp.losses.critic import batch_norm_warning, clip_weights_, dragan_penalty, gradient_penalty, r1_penalty
 
 
 def _labels(ctx: StepContext) -> Tensor | None:
     return ctx.y_real if ctx.y_fake is None else ctx.y_fake
-
-
-def _warn_batch_norm(run, who: str) -> None:
-    note = batch_norm_warning(run.D, who)
-    if note:
-        run.notes.append(note)
 
 
 class LazyPenalty(Hook):
@@ -39,8 +33,8 @@ class LazyPenalty(Hook):
         """The penalty's value on one D step, unweighted (what is logged)."""
         raise NotImplementedError
 
-    def setup(self, run) -> None:
-        _warn_batch_norm(run, self.name)
+    def setup(self, ctx: SetupContext) -> None:
+        ctx.note(batch_norm_warning(ctx.D, self.name))
 
     def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         due = self.d_count % self.every == 0
@@ -71,10 +65,10 @@ class GradientPenalty(LazyPenalty):
         super().__init__(every)
         self.weight, self.target, self.scale = weight, target, weight
 
-    def setup(self, run) -> None:
-        require(not isinstance(run.loss, WGANGP),
+    def setup(self, ctx: SetupContext) -> None:
+        require(not isinstance(ctx.loss, WGANGP),
                 "gradient_penalty repeats the penalty loss=wgan_gp already has; use loss=wgan_gp alone or loss=wgan with the trick")
-        super().setup(run)
+        super().setup(ctx)
 
     def penalty(self, ctx: StepContext) -> Tensor:
         return gradient_penalty(ctx.D, ctx.real, ctx.fake, _labels(ctx), self.target)
@@ -119,10 +113,10 @@ class WeightClip(Hook):
         require(clip > 0, f"weight_clip.clip must be > 0, got {clip}")
         self.clip = clip
 
-    def setup(self, run) -> None:
-        clipping = isinstance(run.loss, WGAN) and run.loss.clip > 0
+    def setup(self, ctx: SetupContext) -> None:
+        clipping = isinstance(ctx.loss, WGAN) and ctx.loss.clip > 0
         require(not clipping, "weight_clip repeats the clipping loss=wgan already does; set loss.clip instead")
-        self.D = run.D
+        self.D = ctx.D
 
     def after_d_step(self, step: int) -> None:
         clip_weights_(self.D, self.clip)
@@ -160,9 +154,9 @@ class OrthogonalReg(Hook):
     def __init__(self, beta: float = 1e-4):
         self.beta = beta
 
-    def setup(self, run) -> None:
-        self.layers = [m for m in run.G.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-        require(bool(self.layers), f"orthogonal_reg needs convolution or linear layers in G; {type(run.G).__name__} has none")
+    def setup(self, ctx: SetupContext) -> None:
+        self.layers = [m for m in ctx.G.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+        require(bool(self.layers), f"orthogonal_reg needs convolution or linear layers in G; {type(ctx.G).__name__} has none")
 
     def on_g_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
         r = orthogonal_penalty([_raw_weight(m) for m in self.layers])
@@ -183,8 +177,8 @@ class HistoricalAveraging(Hook):
         require(decay_steps >= 0, f"historical_averaging.decay_steps must be >= 0, got {decay_steps}")
         self.weight, self.decay_steps, self.players = weight, decay_steps, [p for p, on in (("g", g), ("d", d)) if on]
 
-    def setup(self, run) -> None:
-        models = {"g": run.G, "d": run.D}
+    def setup(self, ctx: SetupContext) -> None:
+        models = {"g": ctx.G, "d": ctx.D}
         self.params = {k: [p for p in models[k].parameters() if p.requires_grad] for k in self.players}
         self.avg = {k: [p.detach().clone() for p in ps] for k, ps in self.params.items()}
         self.count = {k: 1 for k in self.players}

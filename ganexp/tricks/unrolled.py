@@ -5,8 +5,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ganexp.hooks import Hook, StepContext, Targets
-from ganexp.tricks.common import require
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext, StepContext, Targets
 
 Params = dict[str, Tensor]
 
@@ -78,20 +78,20 @@ class Unrolled(Hook):
         self.k, self.second_order = k, second_order
         self._t: int | None = None  # D's optimiser step count
 
-    def setup(self, run) -> None:
-        require(run.dist is None, "unrolled cannot run under DDP: its K look-ahead steps of D would each see only this "
+    def setup(self, ctx: SetupContext) -> None:
+        require(ctx.ranks == 1, "unrolled cannot run under DDP: its K look-ahead steps of D would each see only this "
                                   "rank's share of the batch (no all-reduce inside the unrolled graph); train it on one process")
-        opt = run.opt_d
+        opt = ctx.opt_d
         rule = next((r for cls, r in RULES.items() if type(opt) is cls), None)
         require(rule is not None, f"unrolled differentiates through D's optimiser: Adam, SGD or RMSprop, got {type(opt).__name__}")
         h = opt.param_groups[0]
         require(len(opt.param_groups) == 1 and not h.get("amsgrad") and not h.get("maximize"),
                 "unrolled supports one parameter group without amsgrad or maximize in D's optimiser")
-        earlier = [t.name for t in run.tricks[:run.tricks.index(self)] if type(t).on_g_loss is not Hook.on_g_loss]
+        earlier = [t.name for t in ctx.tricks[:ctx.tricks.index(self)] if type(t).on_g_loss is not Hook.on_g_loss]
         require(not earlier, f"list unrolled before {', '.join(earlier)}: it replaces G's adversarial loss and would drop their terms")
-        self.rule, self.opt, self.loss, self.run = rule, opt, run.loss, run
-        self.names = [n for n, _ in run.D.named_parameters()]
-        self.target_hooks = [t for t in run.tricks if type(t).on_targets is not Hook.on_targets]
+        self.rule, self.opt, self.loss = rule, opt, ctx.loss
+        self.names = [n for n, _ in ctx.D.named_parameters()]
+        self.target_hooks = [t for t in ctx.tricks if type(t).on_targets is not Hook.on_targets]
 
     def _targets(self, n: int, device, step: int) -> Targets | None:
         t = self.loss.targets(n, device)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ganexp.hooks import Hook
-from ganexp.tricks.common import require
+from ganexp.errors import require
+from ganexp.hooks import Hook, SetupContext
 
 
 class VirtualBatchNorm(nn.Module):
@@ -86,6 +86,6 @@ class VirtualBatchNormTrick(Hook):
         return G, D
 
     @torch.no_grad()
-    def setup(self, run) -> None:
+    def setup(self, ctx: SetupContext) -> None:
         # redraw the reference latents from the run's prior (a latent_prior trick may have changed it)
-        run.G.vbn_reference.z.copy_(run.latent.z(self.n_ref, torch.Generator().manual_seed(self.seed)))
+        ctx.G.vbn_reference.z.copy_(ctx.latent.z(self.n_ref, torch.Generator().manual_seed(self.seed)))

@@ -9,19 +9,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from ganexp.rundir import files
+from ganexp.rundir.layout import METRICS_JSON, RUN_KEYS, override_key, read_metrics
 
 #: The keys swept on the command line (set by `ganexp` before Hydra parses argv; inherited by
 #: the processes of parallel launchers).
 SWEPT_ENV = "GANEXP_SWEPT"
-#: Overrides that say where or how a job runs, never part of its folder name.
-NOT_NAMED = ("out_dir", "resume", "device", "overwrite")
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _safe(text: str) -> str:
@@ -37,9 +33,9 @@ def job_name(_root_: DictConfig) -> str:
     params = OmegaConf.select(_root_, "hydra.sweeper.params", default=None)
     if params:
         swept |= set(params.keys())
-    keep = [o for o in task if "=" in o and _key(o) not in NOT_NAMED and not _key(o).startswith("hydra")
-            and (not swept or _key(o) in swept)]
-    return "_".join(f"{_safe(_key(o))}-{_value_name(o.split('=', 1)[1])}" for o in keep) or "run"
+    keep = [o for o in task if "=" in o and override_key(o) not in RUN_KEYS and not override_key(o).startswith("hydra")
+            and (not swept or override_key(o) in swept)]
+    return "_".join(f"{_safe(override_key(o))}-{_value_name(o.split('=', 1)[1])}" for o in keep) or "run"
 
 
 def _value_name(value: str) -> str:
@@ -65,6 +61,8 @@ def set_threads(hydra_cfg: Any) -> None:
     if "joblib" in target or ("submitit" in target and "Local" in target):
         jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=None) or OmegaConf.select(
             hydra_cfg, "launcher.array_parallelism", default=None) or 1
+        import torch
+
         cores = os.cpu_count() or 1
         jobs = cores if jobs in (-1, 0) else int(jobs)
         torch.set_num_threads(max(1, cores // max(1, min(jobs, cores))))
@@ -72,32 +70,22 @@ def set_threads(hydra_cfg: Any) -> None:
 
 def record_failure(out_dir: Path, error: str) -> None:
     """A job that failed before its run wrote anything: its folder says why."""
-    path = out_dir / "metrics.json"
-    if path.is_file():
-        try:
-            if json.loads(path.read_text()).get("status") not in (None, "done"):
-                return  # the engine already recorded how the run ended
-        except ValueError:
-            pass
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".metrics.json.tmp")
-    tmp.write_text(json.dumps({"status": "failed", "error": error}, indent=2))
-    tmp.replace(path)
+    if (read_metrics(out_dir) or {}).get("status") not in (None, "done"):
+        return  # the engine already recorded how the run ended
+    files.write_text(out_dir / METRICS_JSON, json.dumps({"status": "failed", "error": error}, indent=2))
 
 
 #: The last multirun's counts in this process (read by the CLI for its exit status).
 LAST: dict[str, Any] | None = None
 
 
-def summarise(sweep_dir: Path) -> dict[str, Any]:
+def count_jobs(sweep_dir: Path) -> dict[str, Any]:
     """Counts of a sweep's jobs by how they ended, from each job folder's metrics.json."""
     jobs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: p.name) if sweep_dir.is_dir() else []
     out: dict[str, Any] = {"dir": str(sweep_dir), "done": [], "failed": [], "skipped": []}
     for job in jobs:
-        try:
-            status = json.loads((job / "metrics.json").read_text()).get("status", "done")
-        except (OSError, ValueError):
-            status = None
+        saved = read_metrics(job)
+        status = None if saved is None else saved.get("status", "done")
         kind = "done" if status == "done" else "failed" if status in ("failed", "diverged") else "skipped"
         out[kind].append(job.name)
     return out
@@ -108,9 +96,9 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global LAST
-        from ganexp.monitor import console
+        from ganexp.rundir.monitor import console
 
-        LAST = summarise(Path(str(config.hydra.sweep.dir)))
+        LAST = count_jobs(Path(str(config.hydra.sweep.dir)))
         failed = f" ({', '.join(LAST['failed'][:5])}{', ...' if len(LAST['failed']) > 5 else ''})" if LAST["failed"] else ""
         console.print(f"sweep: {len(LAST['done'])} ran, {len(LAST['failed'])} failed{failed}, "
                       f"{len(LAST['skipped'])} skipped; {LAST['dir']}  (ganexp compare {LAST['dir']})", highlight=False)

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from ganexp import checkpoint
+from ganexp.data import DataInfo
+from ganexp.engine import checkpoint
 from ganexp.errors import ConfigError
-from ganexp.monitor import console
-from ganexp.sampling import Latent
+from ganexp.models.latent import Latent
+from ganexp.rundir.monitor import console
 
 
 def _affine(x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,10 +151,10 @@ def walk(cfg: DictConfig, G: nn.Module, latent: Latent, state: dict, run_dir: Pa
     """The grid for mode=steer: a row per latent, columns z + alpha w for alpha from -max to +max.
     Learns w (saved to <run>/samples/steer_<edit>.pt) unless steer.direction names a saved one."""
     s = cfg.steer
-    info = state.get("data_info", {})
-    if info.get("kind") != "image":
-        raise ConfigError(f"mode=steer edits images; this checkpoint generates {info.get('kind')} "
-                          f"({info.get('name') or 'its dataset'}): use mode=grid")
+    info = DataInfo.from_dict(state["data_info"])
+    if not info.is_image:
+        raise ConfigError(f"mode=steer edits images; this checkpoint generates {info.kind} "
+                          f"({info.name or 'its dataset'}): use mode=grid")
     for ok, msg in [(s.cols >= 2, f"steer.cols must be >= 2, got {s.cols}"),
                     (s.rows >= 1, f"steer.rows must be >= 1, got {s.rows}"),
                     (s.alpha_max is None or s.alpha_max > 0, f"steer.alpha_max must be > 0, got {s.alpha_max}")]:

@@ -8,12 +8,12 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from ganexp import checkpoint
-from ganexp.load import load_generator
+from ganexp.engine import checkpoint
 from ganexp.errors import ConfigError
-from ganexp.monitor import image_grid, scatter_figure
-from ganexp.sampling import interpolate, truncate
-from ganexp.steer import walk
+from ganexp.rundir.monitor import image_grid, scatter_figure
+from ganexp.sample.rebuild import load_generator
+from ganexp.sample.steer import walk
+from ganexp.sample.walks import interpolate, truncate
 
 MODES = ("grid", "interp", "truncation", "arith", "steer")
 

@@ -1,9 +1,10 @@
 """Data-parallel training with torch.distributed: one run over several processes (torchrun, or
 Slurm tasks started by Hydra's submitit launcher), DistributedDataParallel on G and D.
 
-``setup`` reads who this process is from the launcher's environment and joins the process group
-(NCCL on CUDA, gloo on CPU); without a launcher (or with one process) it returns None and nothing
-here is used, so a single-process run is exactly what it was. The ``Dist`` object the Run carries:
+``setup`` reads who this process is from the launcher's environment (``launch``) and joins the
+process group (NCCL on CUDA, gloo on CPU); without a launcher (or with one process) it returns
+``Single``, the world of one process, whose methods do what one process does, so the loop has one
+path and a single-process run is exactly what it was. The ``Dist`` object the Run carries:
 
 - the shared random stream: every rank draws the GLOBAL batch's data indices and latents from one
   generator seeded identically on all ranks and keeps its own slice, so the union of the ranks'
@@ -16,6 +17,7 @@ here is used, so a single-process run is exactly what it was. The ``Dist`` objec
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import signal
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ import torch
 import torch.distributed as tdist
 from torch import Tensor, nn
 
+from ganexp.engine.launch import device_for_rank, launch_env, resolve_device, slurm_rendezvous
 from ganexp.errors import ConfigError, GanexpError
 
 #: How long a rank waits in a collective (e.g. while rank 0 evaluates alone) before giving up.
@@ -37,60 +40,6 @@ class RunInterrupted(GanexpError):
 
 class FollowsRank0(GanexpError):
     """Rank 0 refused the run and said why; the other ranks end with it quietly."""
-
-
-def launch_env() -> tuple[int, int, int] | None:
-    """(rank, world size, local rank) from torchrun's RANK/WORLD_SIZE/LOCAL_RANK, or from the tasks
-    of a Slurm step (srun, the submitit launcher: one task per GPU): SLURM_PROCID,
-    SLURM_STEP_NUM_TASKS, SLURM_LOCALID. A batch script itself (no step) is one process, and
-    GANEXP_SLURM_DDP=0 ignores Slurm's variables. None for one process."""
-    env = os.environ
-    if "RANK" in env and "WORLD_SIZE" in env:
-        rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
-    elif "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env and env.get("GANEXP_SLURM_DDP", "1") != "0":
-        rank, world, local = int(env["SLURM_PROCID"]), int(env["SLURM_STEP_NUM_TASKS"]), int(env.get("SLURM_LOCALID", 0))
-    else:
-        return None
-    return (rank, world, local) if world > 1 else None
-
-
-def rank() -> int:
-    """This process's rank (0 without a launcher); readable before any process group exists."""
-    e = launch_env()
-    return e[0] if e else 0
-
-
-def _slurm_rendezvous() -> None:
-    """MASTER_ADDR/PORT for Slurm tasks that no torchrun started: the job's first host, a port from the job id."""
-    env = os.environ
-    if "MASTER_ADDR" not in env:
-        nodes = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or "localhost"
-        try:
-            import subprocess
-
-            first = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
-                                   check=True).stdout.split()[0]
-        except Exception:  # noqa: BLE001  (no scontrol: a plain host name, or the first of a simple list)
-            first = nodes.split(",")[0].split("[")[0]
-        env["MASTER_ADDR"] = first
-    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "cpu":
-        return torch.device("cpu")
-    if name not in ("auto", "cuda"):
-        raise ConfigError(f"device={name} under a distributed launch: each rank uses cuda:LOCAL_RANK; "
-                          f"use device=auto, cuda or cpu")
-    if not torch.cuda.is_available():
-        if name == "cuda":
-            raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
-        return torch.device("cpu")
-    if local_rank >= torch.cuda.device_count():
-        raise GanexpError(f"local rank {local_rank} has no GPU (this node has {torch.cuda.device_count()}); "
-                          f"start as many processes per node as GPUs (torchrun --nproc_per_node)")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
 
 
 def _default_generator(device: torch.device) -> torch.Generator:
@@ -127,6 +76,14 @@ class Dist:
             raise ConfigError(f"train.batch_size={batch_size} is the global batch and must be divisible by the "
                               f"{self.world} ranks; use a multiple of {self.world}")
         return batch_size // self.world
+
+    def shard(self, data, seed: int, start_step: int) -> None:
+        """Each rank reads its share of the data from here on (``data.shard``)."""
+        data.shard(self, seed, start_step)
+
+    def latent_sampler(self, latent):
+        """``n -> (z, y)``: this rank's share of each global batch of latents."""
+        return functools.partial(self.latent, latent)
 
     def start_streams(self, seed: int) -> None:
         """After the run is built (identically on every rank): the shared stream continues from the
@@ -220,15 +177,68 @@ class Dist:
             tdist.destroy_process_group()
 
 
-def setup(device_name: str) -> Dist | None:
-    """Join the process group the launcher described (None for one process)."""
+class Single:
+    """The world of one process: the same interface as ``Dist``, doing what one process does
+    (its global RNG draws data and latents, nothing to wrap, average or wait for), so the loop
+    has no branch for it."""
+
+    rank, world, local_rank, is_main = 0, 1, 0, True
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def local_batch(self, batch_size: int) -> int:
+        return batch_size
+
+    def shard(self, data, seed: int, start_step: int) -> None:
+        pass
+
+    def start_streams(self, seed: int) -> None:
+        pass
+
+    def latent_sampler(self, latent):
+        return latent.sample
+
+    def rng_state(self) -> dict[str, Any]:
+        return {}
+
+    def set_rng_state(self, rng: dict[str, Any], seed: int, step: int) -> None:
+        continue_shared_stream(rng, self.device)  # a distributed run's checkpoint: its stream goes on here
+
+    def wrap(self, m: nn.Module) -> nn.Module:
+        return m
+
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
+    def average(self, values: dict[str, float]) -> dict[str, float]:
+        return values
+
+    def catch_signals(self) -> None:
+        pass
+
+    def release_signals(self) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def barrier(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def setup(device_name: str) -> Dist | Single:
+    """Join the process group the launcher described; ``Single`` for one process."""
     env = launch_env()
     if env is None:
-        return None
+        return Single(resolve_device(device_name))
     rank_, world, local = env
-    device = _device(device_name, local)
+    device = device_for_rank(device_name, local)
     if "RANK" not in os.environ:
-        _slurm_rendezvous()
+        slurm_rendezvous()
     if not tdist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         try:

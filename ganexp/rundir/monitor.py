@@ -22,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid, save_image
 
-from ganexp import files
+from ganexp.rundir import files
 
 log = logging.getLogger("ganexp")
 #: Log-record attribute: the message is already on the console (printed, or shown by the progress bar).

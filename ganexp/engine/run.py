@@ -3,34 +3,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ganexp.data import DataInfo, LoaderData, TensorData
-from ganexp.hooks import Hook
+from ganexp.engine.distributed import Dist, Single
+from ganexp.engine.lr_schedule import LRSchedule
+from ganexp.hooks import Hook, SetupContext
 from ganexp.losses import Loss
-from ganexp.lr_schedule import LRSchedule
-from ganexp.monitor import Monitor
-from ganexp.sampling import Latent
-
-#: An evaluator takes a function that yields generated batches and the real data, and returns metrics.
-Evaluator = Callable[["Run", int], dict[str, float]]
+from ganexp.models.latent import Latent
+from ganexp.rundir.monitor import Monitor
 
 
 @dataclass
 class Schedule:
-    """Progress is counted in generator steps; every interval is in the same unit."""
+    """Progress is counted in generator steps; every interval is in the same unit (0: never).
+    The values come from the config (``train.*``, ``optimizer.d_steps``/``g_steps``, ``eval.every``)."""
 
     steps: int
     batch_size: int
-    d_steps: int = 1
-    g_steps: int = 1
-    log_every: int = 50
-    sample_every: int = 500
-    ckpt_every: int = 1000
-    eval_every: int = 0
+    d_steps: int
+    g_steps: int
+    log_every: int
+    sample_every: int
+    ckpt_every: int
+    eval_every: int
     #: Processes that share each batch (DDP); ``batch_size`` is the global batch.
     ranks: int = 1
 
@@ -76,9 +75,20 @@ class Run:
     lr_schedule: LRSchedule | None = None
     #: Each player's gradient norm is clipped to this before its optimizer step (None: no clipping).
     clip_grad_norm: float | None = None
-    #: Under torchrun/Slurm: this process's rank, the shared random stream, control messages (else None).
-    dist: Any = None
+    #: Who trains: ``Single`` (one process) or, under torchrun/Slurm, ``Dist`` (this process's rank,
+    #: the shared random stream, control messages).
+    dist: Dist | Single | None = None
+
+    def __post_init__(self) -> None:
+        if self.dist is None:
+            self.dist = Single(self.device)
 
     @property
     def info(self) -> DataInfo:
         return self.data.info
+
+    def setup_context(self) -> SetupContext:
+        """What the hooks may read of this run when it is built; notes they add join ``notes``."""
+        s = self.schedule
+        return SetupContext(self.G, self.D, self.opt_g, self.opt_d, self.loss, self.tricks, self.info, self.latent,
+                            self.device, s.batch_size, s.ranks, s.d_steps, s.g_steps, self.notes)

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ganexp import files
+from ganexp.rundir import files
 from ganexp.errors import CheckpointError
 
 REQUIRED = ("G", "D", "step", "config", "data_info")

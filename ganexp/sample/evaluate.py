@@ -2,32 +2,18 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from importlib import resources
 from pathlib import Path
 
-import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
-from rich.markup import escape
 from rich.table import Table
 
-from ganexp import checkpoint, files
-from ganexp.data import DataInfo
-from ganexp.errors import GanexpError
-from ganexp.monitor import console
-
-
-def default_metrics(info: DataInfo, inception_weights: str | None) -> list[str]:
-    """2D mixtures: mode coverage and the density plot; images: Inception metrics when its
-    weights are on disk, else the offline classifier ones."""
-    if info.kind == "points":
-        return ["modes", "kde"]
-    from ganexp.metrics.inception import INCEPTION_FILE
-
-    have = inception_weights or (Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE).is_file()
-    return ["fid", "kid", "is"] if have else ["fid_clf", "kid_clf", "is_clf", "pr_clf"]
+from ganexp.engine import checkpoint
+from ganexp.engine.sampler import Sampler
+from ganexp.rundir import files
+from ganexp.rundir.monitor import console
+from ganexp.sample.rebuild import build_eval
 
 
 def metric_nodes(names: list[str]) -> DictConfig:
@@ -41,14 +27,8 @@ def metric_nodes(names: list[str]) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], Path]:
     """Score ``cfg.ckpt``; return the metrics and the JSON path they were written to."""
-    from ganexp.load import build_eval
-    from ganexp.engine import Sampler
-
     path = checkpoint.resolve(cfg.ckpt)
-    nodes = (cfg.get("eval") or {}).get("metrics") or {}
-    if not nodes:
-        info = DataInfo.from_dict(checkpoint.load(path)["data_info"])
-        nodes = metric_nodes(default_metrics(info, cfg.inception_weights))
+    nodes = (cfg.get("eval") or {}).get("metrics") or metric_nodes(["default"])  # the one default policy
     t0 = time.perf_counter()
     G, latent, state, data, metrics = build_eval(cfg, nodes)
     sampler = Sampler(G, latent, cfg.batch_size)
@@ -83,14 +63,3 @@ def print_table(values: dict[str, float], ckpt: str) -> None:
     for k, v in values.items():
         table.add_row(k, f"{v:.4g}")
     console.print(table)
-
-
-@hydra.main(config_path="pkg://ganexp.conf", config_name="eval", version_base="1.3")
-def eval_main(cfg: DictConfig) -> None:
-    try:
-        values, out = evaluate(cfg)
-    except GanexpError as e:  # escaped: messages hold option syntax such as metrics=[fid_clf]
-        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    print_table(values, cfg.ckpt)
-    console.print(f"wrote {out}", highlight=False)

@@ -1,6 +1,6 @@
-"""What `ganexp sample` and `ganexp eval` build from a checkpoint: its generator and latent
-(with the prior it trained on), and for evaluation the real data and the metrics. Training runs
-are built in ``build.py``, which these reuse."""
+"""What `ganexp sample` and `ganexp eval` rebuild from a checkpoint: its generator and latent
+(with the prior it trained on), and for evaluation the real data and the metrics, through the
+factories that training uses (``ganexp.build.factory``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,12 +8,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ganexp import checkpoint
-from ganexp.build import (METRIC_SETTINGS, build_dataset, build_metrics, build_models, reference_data,
-                          resolve_device, takes_discriminator)
+from ganexp.build.factory import (METRIC_SETTINGS, build_dataset, build_metrics, build_models, latent_prior,
+                                  reference_data, takes_discriminator)
 from ganexp.data import DataInfo
+from ganexp.engine import checkpoint
+from ganexp.engine.launch import resolve_device
 from ganexp.errors import GanexpError
-from ganexp.sampling import Latent
+from ganexp.models.latent import Latent
 
 
 def load_generator(ckpt: str, device: str = "auto", ema: bool = True) -> tuple[nn.Module, Latent, dict]:
@@ -22,25 +23,17 @@ def load_generator(ckpt: str, device: str = "auto", ema: bool = True) -> tuple[n
     cfg = OmegaConf.create(state["config"])
     dev = resolve_device(device)
     info = DataInfo.from_dict(state["data_info"])
-    G, _, _, _ = build_models(cfg, info, dev)
+    G, _, loss, tricks = build_models(cfg, info, dev)
     key = "G_sample" if ema and "G_sample" in state else "G"
     try:
         G.load_state_dict(state[key])
     except RuntimeError as e:
         raise GanexpError(f"checkpoint {ckpt} does not fit its own config: {str(e).splitlines()[0]}") from None
-    latent = Latent(cfg.latent.dim, saved_prior(state), getattr(G, "num_classes", 0), dev)
+    # the prior G trained on: recorded in the checkpoint; older checkpoints have only their config,
+    # in which the hooks (tricks=[latent_prior]) decide it as they did when the run was built
+    prior = state["latent"]["prior"] if "latent" in state else latent_prior(cfg.latent.prior, [loss, *tricks])
+    latent = Latent(cfg.latent.dim, prior, getattr(G, "num_classes", 0), dev)
     return G.eval(), latent, state
-
-
-def saved_prior(state: dict) -> str:
-    """The latent prior a checkpoint's generator trained on: recorded in the checkpoint since
-    ganexp 0.1 checkpoints carry ``latent``; older ones are read from the latent_prior trick's
-    settings in their config (the trick, not ``latent.prior``, decided the prior then)."""
-    if "latent" in state:
-        return state["latent"]["prior"]
-    cfg = state["config"]
-    trick = (cfg.get("tricks") or {}).get("latent_prior")
-    return trick.get("prior", "sphere") if trick else cfg["latent"]["prior"]
 
 
 def load_discriminator(state: dict, device) -> nn.Module:

@@ -1,0 +1,122 @@
+"""Reading run folders: what each run of a study left behind (its overrides, final metrics and
+status, and its logged history), without importing torch."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ganexp.errors import GanexpError
+from ganexp.rundir.layout import METRICS_JSON, read_metrics
+
+#: Any of these makes a folder a run folder.
+MARKERS = (METRICS_JSON, "stats.jsonl", ".hydra/overrides.yaml")
+
+
+class CompareError(GanexpError):
+    """Nothing to compare, or a metric name the runs do not have."""
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    overrides: dict[str, str]  # key (without +) -> value, seed included
+    status: str  # done | interrupted | diverged | failed | running (stats.jsonl only) | empty
+    final: dict[str, float]  # final metrics by display name (no `metrics/` prefix)
+    history: dict[str, dict[int, float]]  # every logged key (as logged) -> {step: value}
+    error: str = ""
+
+
+def display_name(key: str) -> str:
+    return key[len("metrics/"):] if key.startswith("metrics/") else key
+
+
+def _natural(name: str) -> list:  # 10_... after 9_...
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def is_run_dir(d: Path) -> bool:
+    return any((d / m).is_file() for m in MARKERS)
+
+
+def find_runs(paths) -> list[Path]:
+    """Run folders: each PATH that is one, else every one below it (a run's own subfolders are not searched)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise CompareError(f"not a folder: {p}")
+        runs = []
+        for dirpath, dirnames, _ in os.walk(p):
+            if is_run_dir(Path(dirpath)):
+                runs.append(Path(dirpath))
+                dirnames.clear()
+            dirnames[:] = sorted((n for n in dirnames if not n.startswith(".")), key=_natural)
+        if not runs:
+            raise CompareError(f"no run folders found under {p} (a run folder holds metrics.json, stats.jsonl or .hydra/overrides.yaml)")
+        found += runs
+    unique: dict[Path, Path] = {}
+    for r in found:  # a run reached through two PATHs counts once
+        unique.setdefault(r.resolve(), r)
+    return list(unique.values())
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _final_key(k: str) -> bool:
+    return k.startswith("metrics/") or k in ("loss/d", "loss/g")
+
+
+def read_stats(path: Path) -> dict[str, dict[int, float]]:
+    """{name: {step: value}} from stats.jsonl; for each step the last line that has a value wins
+    (a resumed run re-logs steps), and lines that do not parse (a crash mid-write) are skipped."""
+    history: dict[str, dict[int, float]] = {}
+    if not path.is_file():
+        return history
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            step = int(rec["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        for k, v in rec.items():
+            if k not in ("step", "time") and _number(v):
+                history.setdefault(k, {})[step] = float(v)
+    return history
+
+
+def _overrides(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        items = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise CompareError(f"unreadable {path}: {str(e).splitlines()[0]}") from None
+    out = {}
+    for o in items if isinstance(items, list) else []:
+        k, _, v = str(o).partition("=")
+        v = v.strip()
+        if v.startswith("["):
+            v = re.sub(r"\s*,\s*", ",", v)
+        out[k.strip().lstrip("+")] = v
+    return out
+
+
+def load_run(path) -> RunRecord:
+    """One run folder as a record: final values from metrics.json, or from the last logged values
+    of stats.jsonl when the run is still going (or was killed before writing metrics.json)."""
+    path = Path(path)
+    history = read_stats(path / "stats.jsonl")
+    data = read_metrics(path)
+    if data is not None:
+        final = {display_name(k): float(v) for k, v in data.items() if _final_key(k) and _number(v)}
+        status, error = str(data.get("status", "done")), str(data.get("error", ""))
+    else:  # still running, or killed before metrics.json: the last logged values
+        final = {display_name(k): h[max(h)] for k, h in history.items() if _final_key(k)}
+        status, error = ("running" if history else "empty"), ""
+    return RunRecord(path, _overrides(path / ".hydra" / "overrides.yaml"), status, final, history, error)
