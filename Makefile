@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 
 test-all: test test-slow
 
-# scripts/fault_kill.py: 10 SIGKILLs at random moments of a CPU run, each resumed; nothing may be lost.
+# scripts/fault_kill.py: 10 kills (SIGKILL, SIGTERM, SIGUSR1, SIGUSR2) at random moments of a CPU run, each resumed; nothing may be lost.
 fault: $(STAMP)
 	$(PY) scripts/fault_kill.py $(ARGS)
 

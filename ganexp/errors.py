@@ -25,3 +25,10 @@ def require(ok: bool, msg: str) -> None:
     """A build-time check of an option or a combination: one line, raised as ConfigError."""
     if not ok:
         raise ConfigError(msg)
+
+
+def whole_number(value, key: str, least: int = 1) -> int:
+    """``value`` as an option's whole number >= ``least``, or one line naming the key (``n=abc``, ``n=0``)."""
+    require(isinstance(value, int) and not isinstance(value, bool) and value >= least,
+            f"{key} must be a whole number >= {least}, got {value!r}")
+    return value

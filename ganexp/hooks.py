@@ -36,6 +36,8 @@ class StepContext:
     d_real: Tensor | None = None
     d_fake: Tensor | None = None
     logs: dict[str, Tensor] = field(default_factory=dict)
+    #: The real batch as D saw it in the D step (after ``on_d_input``: DiffAugment, noise).
+    real_seen: Tensor | None = None
 
 
 @dataclass
@@ -61,6 +63,8 @@ class SetupContext:
     ranks: int = 1
     d_steps: int = 1
     g_steps: int = 1
+    #: Each player's gradient norm is clipped to this before its optimizer step (None: no clipping).
+    clip_grad_norm: float | None = None
     #: One-line notes shown when the run starts (warnings about a combination of options).
     notes: list[str] = field(default_factory=list)
 
@@ -81,6 +85,9 @@ class Hook:
     #: False when the hook changes G between the D step and the G step (e.g. checkpoint swap),
     #: so the D step's generator forward must not be reused for the G update.
     allows_fake_reuse: bool = True
+    #: True when ``after_d_step`` changes D's weights (clipping), so a look-ahead of D's steps
+    #: (``unrolled``) that cannot follow it must refuse the combination.
+    alters_d_after_step: bool = False
 
     def modify_models(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
         """At build time, before optimizers exist: architecture changes (spectral norm, extra layers)."""

@@ -1,8 +1,13 @@
-"""Kill a CPU training run with SIGKILL at random moments, resume it each time, and check that
-nothing was lost: every checkpoint loads with weights_only=True, no resume goes back further
-than one checkpoint interval, and the final state equals an uninterrupted run's bit for bit.
+"""Kill a CPU training run at random moments, resume it each time, and check that nothing was
+lost: every checkpoint loads with weights_only=True, no resume goes back further than one
+checkpoint interval, and the final state equals an uninterrupted run's bit for bit.
 
-    python scripts/fault_kill.py [--kills 10] [--seed 0] [--ckpt-every 10] [--steps N] [--dir DIR]
+Each kill sends the next signal of --signals in turn: SIGKILL (nothing can be saved: the run resumes
+from its last interval's checkpoint), or SIGTERM / Slurm's warning signals SIGUSR1, SIGUSR2 (the
+run stops at the next step boundary, saves that step, writes metrics.json with status
+interrupted, leaves no lock and exits with 128 + the signal's number).
+
+    python scripts/fault_kill.py [--kills 10] [--signals KILL,TERM,USR1,USR2] [--seed 0] [--ckpt-every 10] [--steps N] [--dir DIR]
 
 The run is `ganexp train` as a subprocess (ring8, model=mlp, tricks=[ema,experience_replay,
 instance_noise]), logging every step so the step at each kill is known. Each kill waits for a
@@ -14,6 +19,7 @@ Prints one row per kill; exits 1 on any failure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import random
@@ -128,6 +134,7 @@ COMPARED = ("G", "D", "G_sample", "opt_g", "opt_d", "hooks", "rng", "step", "fix
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--signals", default="KILL,TERM,USR1,USR2", help="comma-separated; the kills send them in turn")
     ap.add_argument("--seed", type=int, default=0, help="seeds the kill moments and the run")
     ap.add_argument("--ckpt-every", type=int, default=10)
     ap.add_argument("--steps", type=int, default=None, help="default: enough for every kill (2 intervals each, plus 2)")
@@ -135,6 +142,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds any one process may take")
     args = ap.parse_args()
     K = args.ckpt_every
+    signals = [signal.Signals[f"SIG{name.strip().upper().removeprefix('SIG')}"] for name in args.signals.split(",")]
     args.steps = args.steps or (2 * args.kills + 2) * K
     rng = random.Random(args.seed)
     root = args.dir or Path(tempfile.mkdtemp(prefix="fault_kill_"))
@@ -156,21 +164,29 @@ def main() -> int:
                 failures.append(f"kill {k}: the run ended before step {target} (rc {proc.finish(args.timeout)}, see {proc.log})")
                 break
             time.sleep(rng.uniform(0.0, 0.01))  # somewhere inside the next step, its logging or a checkpoint write
-            os.kill(proc.p.pid, signal.SIGKILL)
+            sig = signals[k % len(signals)]  # each in turn: every kind of stop is tried
+            os.kill(proc.p.pid, sig)
             at = time.monotonic() - started
-            proc.finish(args.timeout)
+            rc = proc.finish(args.timeout)
             killed_at = proc.last_step  # steps done: each step logs after it completes
             bad = check_ckpts(run_dir)
             failures += [f"kill {k}: {b}" for b in bad]
             saved = ckpt_step(run_dir)
             tmp_left = sorted(p.name for p in (run_dir / "ckpt").glob(".*"))
-            rows.append([k, f"{at:.2f}", killed_at, saved, ",".join(tmp_left) or "-"])
+            rows.append([k, sig.name.removeprefix("SIG"), f"{at:.2f}", killed_at, saved, ",".join(tmp_left) or "-"])
             if saved is None:
                 failures.append(f"kill {k}: no ckpt/last.pt after step {killed_at}")
                 break
-            if not killed_at - K <= saved <= killed_at:
+            if sig == signal.SIGKILL and not killed_at - K <= saved <= killed_at:
                 failures.append(f"kill {k}: killed after step {killed_at}, checkpoint at step {saved} "
                                 f"(more than one interval of {K} back)")
+            if sig != signal.SIGKILL:  # a graceful stop: the step it stopped at, saved and recorded
+                status = json.loads((run_dir / "metrics.json").read_text()).get("status")
+                expect = [(saved == killed_at, f"stopped after step {killed_at}, checkpoint at step {saved}"),
+                          (rc == 128 + sig, f"exit code {rc}, not {128 + sig}"),
+                          (status == "interrupted", f"metrics.json status {status!r}"),
+                          (not (run_dir / ".lock").exists(), "the run folder's lock was left behind")]
+                failures += [f"kill {k} ({sig.name}): {msg}" for ok, msg in expect if not ok]
             resumed_from = saved
         # the last resume runs to the end; then the uninterrupted run with the same config
         final = Proc(overrides(args, run_dir) + [f"resume={run_dir}"], root / "final.log")
@@ -182,8 +198,8 @@ def main() -> int:
             failures.append(f"final resume: expected 'resumed from step {resumed_from}', got {first_line.strip()!r}")
         for k in range(1, len(rows)):  # each resume started from the checkpoint the kill before left
             log = (root / f"kill{k:02d}.log").read_text()
-            if f"resumed from step {rows[k - 1][3]}" not in log:
-                failures.append(f"kill {k}: the run did not say 'resumed from step {rows[k - 1][3]}'")
+            if f"resumed from step {rows[k - 1][4]}" not in log:
+                failures.append(f"kill {k}: the run did not say 'resumed from step {rows[k - 1][4]}'")
         ref = Proc(overrides(args, ref_dir), root / "straight.log")
         if (rc := ref.finish(args.timeout)) != 0:
             failures.append(f"uninterrupted run exited {rc}")
@@ -196,9 +212,9 @@ def main() -> int:
                 failures += [f"final state differs from the uninterrupted run: {d}"
                              for d in differences(a.get(key), b.get(key), key)]
     finally:
-        print(f"{'kill':>4}  {'after s':>7}  {'step at kill':>12}  {'resumed from':>12}  tmp files left")
+        print(f"{'kill':>4}  {'signal':>6}  {'after s':>7}  {'step at kill':>12}  {'resumed from':>12}  tmp files left")
         for r in rows:
-            print(f"{r[0]:>4}  {r[1]:>7}  {r[2]:>12}  {str(r[3]):>12}  {r[4]}")
+            print(f"{r[0]:>4}  {r[1]:>6}  {r[2]:>7}  {r[3]:>12}  {str(r[4]):>12}  {r[5]}")
         print(f"{len(rows)} kills, train.steps={args.steps}, ckpt_every={K}, {time.monotonic() - t0:.0f} s")
         if args.dir is None and not failures:
             shutil.rmtree(root, ignore_errors=True)

@@ -41,6 +41,21 @@ def setup_context(G=None, D=None, loss=None, *, batch_size: int = 8, d_steps: in
                         batch_size, ranks, d_steps, g_steps)
 
 
+def state_differences(a, b, path: str = "") -> list[str]:
+    """Where two checkpoint trees differ, tensors compared bitwise (empty when equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = [f"{path}.{k}: only in one" for k in a.keys() ^ b.keys()]
+        return out + [d for k in a.keys() & b.keys() for d in state_differences(a[k], b[k], f"{path}.{k}")]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return [f"{path}: length {len(a)} vs {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in state_differences(x, y, f"{path}[{i}]")]
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        same = a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+        return [] if same else [f"{path}: differs"]
+    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
+
+
 @pytest.fixture(scope="session")
 def clf_cache(tmp_path_factory):
     """One classifier cache for the whole test session (trained once, ~15 s on 2 cores)."""

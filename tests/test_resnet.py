@@ -204,6 +204,22 @@ def test_pacgan_widens_both_layers_that_read_the_image_and_trains(cfg_factory):
     assert train(run)["step"] == 4
 
 
+@pytest.mark.parametrize("init", ["xavier", "ortho"])
+def test_pacgan_gives_the_widened_layers_the_models_own_init(init, cfg_factory):
+    run = build_run(cfg_factory(*SMALL, "tricks=[pacgan]", f"discriminator.init={init}"))
+    first = run.D.body[0]
+    for name, gain in (("c1", math.sqrt(2)), ("c_sc", 1.0)):  # the residual path's gain, the shortcut's
+        layer = getattr(first, name)
+        w = layer.parametrizations.weight.original.detach().flatten(1)
+        assert not layer.bias.detach().any()
+        if init == "xavier":  # Glorot-uniform on the widened fan-in, not DCGAN's N(0, 0.02)
+            bound = gain * math.sqrt(6 / (w.shape[1] + w.shape[0] * layer.kernel_size[0] * layer.kernel_size[1]))
+            assert w.abs().max() <= bound + 1e-6 and w.std() == pytest.approx(bound / math.sqrt(3), rel=0.25)
+        else:  # orthogonal: orthonormal rows, or columns when there are more rows than columns
+            gram = w @ w.t() if w.shape[0] <= w.shape[1] else w.t() @ w
+            assert torch.allclose(gram, torch.eye(len(gram)), atol=1e-5)
+
+
 # --- the acgan_acc metric -----------------------------------------------------------------------
 
 class ToyD(nn.Module):
@@ -304,3 +320,25 @@ def test_biggan_cifar10_has_shared_embedding_hierarchy_ema_and_ortho(tmp_path, m
     assert next(t for t in run.tricks if t.name == "orthogonal_reg").beta == 1e-4
     z, y = run.latent.sample(4)
     assert torch.isfinite(run.G(z, y)).all()  # spectral norm on G's conditional batch-norm maps too
+
+
+#: BigGAN's reference code (BigGAN-PyTorch, BigGAN.py: G_arch, D_arch) in its own units of ch
+#: (ganexp's ch = 16 of them); SNGAN's 32 px networks keep ch throughout (Miyato et al. 2018, App. B.4).
+REFERENCE = {
+    32: {"G_in": [1, 1, 1], "G_out": [1, 1, 1], "D_out": [1, 1, 1, 1], "unit": 1},
+    64: {"G_in": [16, 16, 8, 4], "G_out": [16, 8, 4, 2], "D_out": [1, 2, 4, 8, 16], "unit": 16},
+    128: {"G_in": [16, 16, 8, 4, 2], "G_out": [16, 8, 4, 2, 1], "D_out": [1, 2, 4, 8, 16, 16], "unit": 16},
+}
+
+
+@pytest.mark.parametrize("resolution", sorted(REFERENCE))
+def test_block_widths_are_the_reference_tables(resolution):
+    ref, ch = REFERENCE[resolution], 256
+    unit = ch // ref["unit"]
+    G = ResNetGenerator(3, resolution, z_dim=8, ch=ch)
+    D = ResNetDiscriminator(3, resolution, ch=ch, spectral_norm=False)
+    assert [b.c1.in_channels for b in G.blocks] == [m * unit for m in ref["G_in"]]
+    assert [b.c2.out_channels for b in G.blocks] == [m * unit for m in ref["G_out"]]
+    blocks = [b for b in D.body if isinstance(b, DBlock)]
+    assert [b.c2.out_channels for b in blocks] == [m * unit for m in ref["D_out"]]
+    assert [b.c1.in_channels for b in blocks] == [3] + [m * unit for m in ref["D_out"][:-1]]

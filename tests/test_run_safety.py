@@ -16,6 +16,7 @@ from PIL import Image
 
 from ganexp.engine import checkpoint
 from ganexp.rundir import files
+from ganexp.rundir.lock import FolderLocked
 from ganexp.build import build_run
 from ganexp.build.factory import build_dataset
 from ganexp.data import LoaderData
@@ -74,15 +75,15 @@ def test_a_fresh_hydra_folder_is_not_an_earlier_run(tmp_path):
 def test_a_live_lock_refuses_a_second_run_and_a_resume(tmp_path):
     run = trained_run(tmp_path / "run")
     (run / ".lock").write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a live process on this host
-    with pytest.raises(files.FolderLocked, match=f"in use by another run \\(process {os.getppid()}"):
+    with pytest.raises(FolderLocked, match=f"in use by another run \\(process {os.getppid()}"):
         build_run(make_cfg([*MLP, "overwrite=true"], run))
-    with pytest.raises(files.FolderLocked, match="in use by another run"):
+    with pytest.raises(FolderLocked, match="in use by another run"):
         build_run(make_cfg([*MLP, "train.steps=8", f"resume={run}"], tmp_path / "x"))
     # a run built before the other one took the lock is refused when it starts
     (run / ".lock").unlink()
     resumed = build_run(make_cfg([*MLP, "train.steps=8", f"resume={run}"], tmp_path / "x"))
     (run / ".lock").write_text(f"{os.getppid()} {socket.gethostname()}\n")
-    with pytest.raises(files.FolderLocked):
+    with pytest.raises(FolderLocked):
         train(resumed)
     assert checkpoint.load(run)["step"] == 4
     assert (run / ".lock").read_text().split()[0] == str(os.getppid())  # someone else's lock is left alone
@@ -215,14 +216,14 @@ def test_out_dir_that_is_a_file_is_one_line(tmp_path):
     f.write_text("keep me")
     with pytest.raises(GanexpError, match=f"out_dir {f} is a file, not a folder"):
         build_run(make_cfg(MLP, f))
-    with pytest.raises(GanexpError, match="a file stands where a folder is needed"):
+    with pytest.raises(GanexpError, match=f"cannot write the run folder {f / 'run'}: {f} is a file, not a folder"):
         build_run(make_cfg(MLP, f / "run"))
     assert f.read_text() == "keep me"
 
 
 def test_read_only_out_dir_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(files.os, "access", lambda p, mode: False)  # root ignores chmod: simulate
-    with pytest.raises(GanexpError, match=f"out_dir {tmp_path / 'run'} is not writable"):
+    with pytest.raises(GanexpError, match=f"cannot write the run folder {tmp_path / 'run'}: no permission to write in"):
         build_run(make_cfg(MLP, tmp_path / "run"))
 
 

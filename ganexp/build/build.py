@@ -18,8 +18,9 @@ from ganexp.engine.lr_schedule import LRSchedule
 from ganexp.engine.run import Run, Schedule
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.models.latent import Latent
-from ganexp.rundir import files, provenance
-from ganexp.rundir.monitor import Monitor, SilentMonitor, say
+from ganexp.rundir import folder, provenance
+from ganexp.rundir.console import say
+from ganexp.rundir.monitor import Monitor, SilentMonitor
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -45,7 +46,7 @@ def _run_dir(cfg: DictConfig, dist: distributed.Dist | distributed.Single) -> Pa
     try:
         out_dir = checkpoint.resolve(cfg.resume).parent.parent if cfg.resume else output_dir(cfg)
         # a file, a read-only folder, a live run or (unless overwrite=true) an earlier run: one line
-        for note in files.prepare_run_dir(out_dir, overwrite=cfg.overwrite, resuming=bool(cfg.resume)):
+        for note in folder.prepare_run_dir(out_dir, overwrite=cfg.overwrite, resuming=bool(cfg.resume)):
             say(note)
     except GanexpError as e:
         dist.broadcast(("error", str(e)))
@@ -75,6 +76,9 @@ def build_run(cfg: DictConfig) -> Run:
     device = dist.device
     dist.local_batch(cfg.train.batch_size)  # one line when the global batch does not split over the ranks
     torch.manual_seed(cfg.seed)
+    if cfg.resume == "auto":  # continue the run in its folder when it saved one, else start it there
+        last = output_dir(cfg) / "ckpt" / "last.pt"
+        cfg.resume = str(last) if last.is_file() else None
     state = checkpoint.load(cfg.resume) if cfg.resume else None
     notes = []
     resolve_auto_norm(cfg)  # before comparing with a checkpoint, which records the resolved value

@@ -14,10 +14,10 @@ from omegaconf import DictConfig
 from rich.markup import escape
 
 from ganexp.build import schema  # noqa: F401  (registers the typed schema before composition)
-from ganexp.cli.argv import check_overrides, launch_args, parse, usage_error
+from ganexp.cli.argv import check_overrides, config_error_line, launch_args, parse, usage_error
 from ganexp.engine import launch
 from ganexp.errors import ConfigError, GanexpError, TrainingDiverged
-from ganexp.rundir.monitor import console, log, say
+from ganexp.rundir.console import console, log, say
 from ganexp.study import sweep
 
 sweep.register_resolver()  # ${ganexp_job_name:} names sweep folders
@@ -36,7 +36,8 @@ commands:
 `ganexp train --cfg job` prints the composed config; `ganexp train -m loss=gan,lsgan` sweeps."""
 
 
-def _fail(e: GanexpError) -> None:
+def _fail(e: GanexpError, to_log: bool = True) -> None:
+    """One line on the console (and in train.log unless ``to_log`` is false), exit 2."""
     from ganexp.engine import distributed
 
     rank = launch.rank()
@@ -44,10 +45,21 @@ def _fail(e: GanexpError) -> None:
         if not isinstance(e, (ConfigError, TrainingDiverged, distributed.RunInterrupted, distributed.FollowsRank0)):
             print(f"error (rank {rank}): {e}", file=sys.stderr)
         sys.exit(2)
-    if log.hasHandlers():  # train.log under Hydra; never Python's last-resort second copy on stderr
+    if to_log and log.hasHandlers():  # train.log under Hydra; never Python's last-resort second copy on stderr
         log.error(str(e), extra={"ganexp_shown": True})
     console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     sys.exit(2)
+
+
+def _stopped(e) -> None:
+    """A run that a signal stopped has saved its state: one line, then the signal goes to the handler
+    it had before (submitit's requeue), or the process ends with 128 + signum (README: exit codes)."""
+    from ganexp.engine.signals import pass_on
+
+    if not launch.rank():
+        log.warning(str(e), extra={"ganexp_shown": True})
+        console.print(f"[bold yellow]stopped:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+    pass_on(e.signum, e.previous)
 
 
 def _objective(cfg: DictConfig, final: dict | None) -> float | None:
@@ -69,7 +81,7 @@ def train_task(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from ganexp.build import build_run
-    from ganexp.engine import train
+    from ganexp.engine import distributed, train
 
     if launch.rank():  # one voice per run: rank 0's (Slurm tasks share Hydra's job log file)
         console.quiet = True
@@ -81,14 +93,18 @@ def train_task(cfg: DictConfig) -> float | None:
                           "(e.g. fid_clf, modes_reverse_kl) with metrics=[...] that compute it"))
     if multirun:
         sweep.set_threads(hc)
-    final = None
+    run = None
     try:
         run = build_run(cfg)
+        if cfg.resume:
+            _record_resume(cfg, hc, run.out_dir)
         say(f"run folder: {run.out_dir}")
         final = train(run)
+    except distributed.RunInterrupted as e:  # saved: its folder says so (metrics.json status: interrupted)
+        _stopped(e)
     except Exception as e:  # noqa: BLE001  (a sweep job's failure is recorded, not fatal)
         if not multirun and isinstance(e, GanexpError):
-            _fail(e)
+            _fail(e, to_log=run is not None or not cfg.resume)  # a refused resume writes nothing
         if not multirun:
             raise
         if launch.rank():
@@ -100,6 +116,20 @@ def train_task(cfg: DictConfig) -> float | None:
         return _objective(cfg, None)
     say(f"done: {run.out_dir}  (tensorboard --logdir {run.out_dir.parent})")
     return _objective(cfg, final)
+
+
+def _record_resume(cfg: DictConfig, hc, run_dir: Path) -> None:
+    """Hydra's record of a resume (its config and overrides), written once the run is accepted, beside
+    the launch record: .hydra/resume_<time>/ (a refused resume leaves the folder as it was)."""
+    import time
+
+    from omegaconf import OmegaConf
+
+    from ganexp.rundir import files
+
+    where = run_dir / ".hydra" / f"resume_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    files.write_text(where / "config.yaml", OmegaConf.to_yaml(cfg))
+    files.write_text(where / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(hc.overrides.task))))
 
 
 train_main = hydra.main(config_path=CONF, config_name="train", version_base="1.3")(train_task)
@@ -133,6 +163,9 @@ COMMANDS = {"train": train_main, "sample": sample_main, "eval": eval_main}
 
 
 def main() -> None:
+    import logging
+
+    logging.raiseExceptions = False  # a log file on a full disk: the run's own one-line error says it
     args = sys.argv[1:]
     if args and args[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -153,6 +186,21 @@ def main() -> None:
         if any(a in ("-m", "--multirun") for a in rest):  # sweep folders are named by these keys
             os.environ[sweep.SWEPT_ENV] = ",".join(o.key_or_group.lstrip("+~") for o in parse(rest) if o.is_sweep_override())
     sys.argv = [f"ganexp {cmd}", *rest]
-    COMMANDS[cmd]()
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it cannot compose; it becomes one line here
+    try:
+        COMMANDS[cmd]()
+    except Exception as e:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if before == "1" or not isinstance(e, (HydraException, OmegaConfBaseException)):
+            raise  # asked for, or a bug: the whole traceback
+        usage_error(config_error_line(e, cmd))
+    finally:
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
     if sweep.LAST and sweep.LAST["failed"]:
         sys.exit(1)  # the summary line above named the failed jobs

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ def resolve(path: str | os.PathLike) -> Path:
 def load(path: str | os.PathLike) -> dict[str, Any]:
     p = resolve(path)
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged file makes torch warn (pickle protocol) before it raises
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged file
         raise CheckpointError(f"cannot read checkpoint {p}: corrupt or not a ganexp checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED):

@@ -12,7 +12,8 @@ path and a single-process run is exactly what it was. The ``Dist`` object the Ru
   per-sample noise (penalties, augmentation, label noise) comes from each rank's own global RNG;
 - a small gloo group for control messages (stop requests, logged values, the run folder), so they
   never wait for the GPU;
-- SIGINT/SIGTERM handling: a signal on any rank stops every rank at the same step boundary.
+- SIGINT/SIGTERM/SIGUSR1/SIGUSR2 handling (``signals``): a signal on any rank stops every rank at
+  the same step boundary.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import datetime
 import functools
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ import torch.distributed as tdist
 from torch import Tensor, nn
 
 from ganexp.engine.launch import device_for_rank, launch_env, resolve_device, slurm_rendezvous
+from ganexp.engine.signals import StopSignals
 from ganexp.errors import ConfigError, GanexpError
 
 #: How long a rank waits in a collective (e.g. while rank 0 evaluates alone) before giving up.
@@ -35,7 +37,12 @@ TIMEOUT = datetime.timedelta(minutes=60)
 
 
 class RunInterrupted(GanexpError):
-    """Ctrl-C or SIGTERM ended the run; rank 0 saved the checkpoint (the message says where)."""
+    """Ctrl-C, SIGTERM or Slurm's warning signal ended the run; rank 0 saved the checkpoint (the
+    message says where). ``signum`` is the signal, ``previous`` the handler it had before ganexp's."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT, previous: Any = None):
+        super().__init__(message)
+        self.signum, self.previous = signum, previous
 
 
 class FollowsRank0(GanexpError):
@@ -61,10 +68,9 @@ class Dist:
     device: torch.device
     ctrl: Any = None  # the gloo group for control messages
     shared: torch.Generator | None = None
-    signalled: bool = False
     _work: Any = None
     _flag: Tensor | None = None
-    _handlers: dict = field(default_factory=dict)
+    _signals: StopSignals | None = None
 
     @property
     def is_main(self) -> bool:
@@ -140,17 +146,22 @@ class Dist:
         return dict(zip(values, (t / self.world).tolist()))
 
     def catch_signals(self) -> None:
-        """SIGINT and SIGTERM set a flag instead of interrupting: the ranks agree on a step to stop at."""
-        def on_signal(signum, frame):
-            self.signalled = True
-
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self._handlers[s] = signal.signal(s, on_signal)
+        """SIGINT, SIGTERM and Slurm's warning signals set a flag instead of interrupting: the ranks
+        agree on a step to stop at."""
+        self._signals = StopSignals(also=(signal.SIGINT,))
+        self._signals.install()
 
     def release_signals(self) -> None:
-        for s, h in self._handlers.items():
-            signal.signal(s, h)
-        self._handlers.clear()
+        if self._signals is not None:
+            self._signals.release()
+
+    @property
+    def stop_signal(self) -> tuple[int, Any]:
+        """(the signal that stopped the run, the handler it had before): this rank's own, or SIGTERM
+        when another rank was signalled."""
+        got = self._signals.received if self._signals is not None else None
+        s = got if got is not None else signal.SIGTERM
+        return s, (self._signals.previous.get(s) if self._signals is not None else None)
 
     def should_stop(self) -> bool:
         """Called once per step by every rank: True on all ranks at the same step once any rank was
@@ -160,7 +171,8 @@ class Dist:
         if self._work is not None:
             self._work.wait()
             stop = bool(self._flag[0])
-        self._flag = torch.tensor([int(self.signalled)], dtype=torch.int32)
+        signalled = self._signals is not None and self._signals.received is not None
+        self._flag = torch.tensor([int(signalled)], dtype=torch.int32)
         self._work = tdist.all_reduce(self._flag, op=tdist.ReduceOp.MAX, group=self.ctrl, async_op=True)
         return stop
 
@@ -186,6 +198,7 @@ class Single:
 
     def __init__(self, device: torch.device):
         self.device = device
+        self._signals: StopSignals | None = None
 
     def local_batch(self, batch_size: int) -> int:
         return batch_size
@@ -215,13 +228,24 @@ class Single:
         return values
 
     def catch_signals(self) -> None:
-        pass
+        """SIGTERM and Slurm's warning signals stop the run at the next step boundary (Ctrl-C
+        interrupts at once, as KeyboardInterrupt)."""
+        self._signals = StopSignals()
+        self._signals.install()
 
     def release_signals(self) -> None:
-        pass
+        if self._signals is not None:
+            self._signals.release()
 
     def should_stop(self) -> bool:
-        return False
+        return self._signals is not None and self._signals.received is not None
+
+    @property
+    def stop_signal(self) -> tuple[int, Any]:
+        """(the signal that stopped the run, the handler it had before); SIGINT for Ctrl-C."""
+        got = self._signals.received if self._signals is not None else None
+        s = got if got is not None else signal.SIGINT
+        return s, (self._signals.previous.get(s) if self._signals is not None else None)
 
     def barrier(self) -> None:
         pass

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import math
+import signal
 
 from ganexp.engine import checkpoint, distributed, snapshot
 from ganexp.engine.run import Run
 from ganexp.engine.sampler import Sampler
+from ganexp.engine.signals import deferred
 from ganexp.engine.step import Players, grad_norm
 from ganexp.engine.step import step as train_step
 from ganexp.engine.visuals import show_samples
 from ganexp.errors import GanexpError, TrainingDiverged
 from ganexp.hooks import HookSet
-from ganexp.rundir import files
+from ganexp.rundir.lock import RunLock
 from ganexp.rundir.layout import METRICS_JSON, read_metrics
 from ganexp.rundir.monitor import tensor_dict_to_floats
 
@@ -31,7 +33,7 @@ def train(run: Run) -> dict[str, float]:
     the lock and writes every file; the other ranks train and write nothing."""
     if not run.dist.is_main:
         return _train(run)
-    lock = files.RunLock(run.out_dir).acquire()
+    lock = RunLock(run.out_dir).acquire()
     if lock.note:
         run.monitor.message(lock.note)
     try:
@@ -70,7 +72,7 @@ def _train(run: Run) -> dict[str, float]:
 
     try:
         while step < sch.steps:
-            if dist.should_stop():  # under DDP, a rank got SIGINT/SIGTERM: all stop at this step
+            if dist.should_stop():  # SIGTERM or Slurm's warning (under DDP: on any rank): stop at this step
                 raise KeyboardInterrupt
             if run.lr_schedule:
                 run.lr_schedule.apply(step, run.opt_g, run.opt_d)
@@ -118,19 +120,23 @@ def _train(run: Run) -> dict[str, float]:
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
+        signum, previous = dist.stop_signal
         hooks.restore_live()  # a hook may hold swapped-in weights mid-step (checkpoint_swap)
         if dist.is_main:
-            checkpoint.save(ckpt_dir / "last.pt", state(step))
-        error = f"interrupted at step {step}; checkpoint saved, continue with resume={run.out_dir}"
-        raise distributed.RunInterrupted(error) from None
+            with deferred():  # a second Ctrl-C or SIGTERM waits until the checkpoint is whole
+                checkpoint.save(ckpt_dir / "last.pt", state(step))
+        error = (f"interrupted at step {step} by {signal.Signals(signum).name}; checkpoint saved, continue with "
+                 f"resume={run.out_dir} (or the same command with resume=auto)")
+        raise distributed.RunInterrupted(error, signum, previous) from None
     except Exception as e:
         error = str(e) if isinstance(e, GanexpError) else f"{type(e).__name__}: {e}"
         raise
     finally:
         final |= {"step": step, "status": status} | ({"error": error} if error else {})
         try:
-            mon.write_json(METRICS_JSON, final)
-            mon.hparams(run.hparams, final)
+            with deferred():
+                mon.write_json(METRICS_JSON, final)
+                mon.hparams(run.hparams, final)
         except Exception:
             if status == "done":
                 raise

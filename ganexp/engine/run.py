@@ -91,4 +91,5 @@ class Run:
         """What the hooks may read of this run when it is built; notes they add join ``notes``."""
         s = self.schedule
         return SetupContext(self.G, self.D, self.opt_g, self.opt_d, self.loss, self.tricks, self.info, self.latent,
-                            self.device, s.batch_size, s.ranks, s.d_steps, s.g_steps, self.notes)
+                            self.device, s.batch_size, s.ranks, s.d_steps, s.g_steps,
+                            clip_grad_norm=self.clip_grad_norm, notes=self.notes)

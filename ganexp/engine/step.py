@@ -46,11 +46,12 @@ def step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) -> 
             with torch.set_grad_enabled(keep_graph):
                 fake = G(z, y_fake)
             fake_d, y_fake_d = hooks.on_fake(fake.detach(), y_fake, step)
-            d_real = D(hooks.on_d_input(real, step), y_real).float()
+            real_seen = hooks.on_d_input(real, step)
+            d_real = D(real_seen, y_real).float()
             d_fake = D(hooks.on_d_input(fake_d, step), y_fake_d).float()
             t = loss.targets(B, device)
             t = hooks.on_targets(t, step) if t is not None else None
-            ctx = StepContext(step, run.G, run.D, real, y_real, fake_d, y_fake_d, d_real, d_fake)
+            ctx = StepContext(step, run.G, run.D, real, y_real, fake_d, y_fake_d, d_real, d_fake, real_seen=real_seen)
             d_loss = hooks.on_d_loss(loss.d_loss(d_real, d_fake, t), ctx)
         run.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()

@@ -16,6 +16,10 @@ class WGAN(Loss):
         self.clip = clip
         self.D = None
 
+    @property
+    def alters_d_after_step(self) -> bool:  # weight clipping, unless a subclass turns it off
+        return self.clip > 0
+
     def setup(self, ctx: SetupContext) -> None:
         self.D = ctx.D
 

@@ -50,7 +50,7 @@ def get_extractor(kind: str, data, device: torch.device, cache_dir: str, seed: i
                   weights: str | None = None, metric: str = "FID") -> nn.Module:
     """One extractor per network in this process, shared by all metrics that use it
     (the classifier is trained, or loaded from the cache, on first use)."""
-    from ganexp.rundir.monitor import console
+    from ganexp.rundir.console import console
 
     path = resolve_network(kind, data, weights, metric)
     if kind == "inception":

@@ -10,8 +10,8 @@ spatial positions and a linear head (+ the projection term <embed(y), h> when co
 Depth follows the resolution (written base * 2**k as for dcgan): up to 32 px (CIFAR-10, the
 28 px digits) G has k up-blocks of constant width ``ch`` and D two down-blocks and two plain
 ones (SNGAN's 32 px networks); above 32 px (64, 128) each G block after the first halves the
-width and D has k down-blocks widening up to ``ch`` plus one plain block (BigGAN's 64/128 px
-networks, whose ``ch`` is 16 times BigGAN's ``ch`` argument).
+width and D has k down-blocks widening up to ``ch`` plus one plain block (BigGAN's 64/128/256 px
+networks, ``G_ARCH``/``D_ARCH``, whose ``ch`` is 16 times BigGAN's ``ch`` argument).
 
 Conditional G: batch norms with per-class gains and shifts (SNGAN-projection); with
 ``shared_embedding`` or ``hierarchical`` (BigGAN) the gains and shifts are linear maps of a
@@ -45,13 +45,20 @@ def _init(module: nn.Module, init: str) -> None:
     norms = {id(t) for m in module.modules() if isinstance(m, ConditionalBatchNorm) for t in (m.gain, m.bias)}
     for name, m in module.named_modules():
         if isinstance(m, SN_LAYERS) and id(m) not in norms:
-            gain = math.sqrt(2) if name.rsplit(".", 1)[-1] in ("c1", "c2") else 1.0
-            if init == "xavier":
-                nn.init.xavier_uniform_(m.weight, gain)
-            else:
-                nn.init.orthogonal_(m.weight)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+            init_layer(m, name, init)
+
+
+def init_layer(m: nn.Module, name: str, init: str) -> None:
+    """One layer's init (see ``_init``); ``name`` picks the residual paths' gain."""
+    if init == "default":
+        return
+    gain = math.sqrt(2) if name.rsplit(".", 1)[-1] in ("c1", "c2") else 1.0
+    if init == "xavier":
+        nn.init.xavier_uniform_(m.weight, gain)
+    else:
+        nn.init.orthogonal_(m.weight)
+    if getattr(m, "bias", None) is not None:
+        nn.init.zeros_(m.bias)
 
 
 def _spectral_norm_all(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> None:
@@ -128,6 +135,30 @@ class SumPool(nn.Module):
         return F.relu(x).sum(dim=(2, 3))
 
 
+#: BigGAN's block widths above 32 px, in units of ch / 16 (its reference code's ``G_arch``/``D_arch``;
+#: ganexp's ``ch`` is 16 times BigGAN's): G's first input width then each up-block's output, and
+#: each D block's output (the last block keeps the resolution).
+G_ARCH = {64: [16, 16, 8, 4, 2], 128: [16, 16, 8, 4, 2, 1], 256: [16, 16, 8, 8, 4, 2, 1]}
+D_ARCH = {64: [1, 2, 4, 8, 16], 128: [1, 2, 4, 8, 16, 16], 256: [1, 2, 4, 8, 8, 16, 16]}
+
+
+def g_widths(resolution: int, ch: int) -> list[int]:
+    """G's first width, then each up-block's output width."""
+    _, k, large = _layout(resolution)
+    if resolution in G_ARCH:
+        return [max(1, ch * m // 16) for m in G_ARCH[resolution]]
+    return [ch] + [max(1, ch >> i) if large else ch for i in range(k)]
+
+
+def d_widths(resolution: int, ch: int) -> list[int]:
+    """Each D block's output width: SNGAN's constant ``ch`` up to 32 px, BigGAN's widening above."""
+    _, k, large = _layout(resolution)
+    if resolution in D_ARCH:
+        return [max(1, ch * m // 16) for m in D_ARCH[resolution]]
+    n = k + 1 if large else 4
+    return [max(1, ch >> (n - 1 - i)) if large else ch for i in range(n)]
+
+
 def _layout(resolution: int) -> tuple[int, int, bool]:
     """(base, k, large): resolution = base * 2**k; ``large`` above 32 px (BigGAN's 64/128 px layout)."""
     try:
@@ -150,7 +181,7 @@ class ResNetGenerator(Generator):
             raise ConfigError(f"generator.shared_embedding must be >= 0, got {shared_embedding}")
         if hierarchical and z_dim < k + 1:
             raise ConfigError(f"generator.hierarchical splits z over {k + 1} parts and latent.dim={z_dim} is smaller")
-        widths = [ch] + [max(1, ch >> i) if large else ch for i in range(k)]
+        widths = g_widths(resolution, ch)
         sizes = [base * 2 ** (i + 1) for i in range(k)]  # after each block
         check_attention(attention, sizes, "generator", resolution, "resnet")
         self.base, self.hierarchical = base, hierarchical
@@ -219,8 +250,7 @@ class ResNetDiscriminator(Discriminator):
                  spectral_norm: bool = True, attention: int = 0, init: str = "xavier"):
         base, k, large = _layout(resolution)
         downs = [True] * k + [False] if large else [True, True, False, False]
-        n = len(downs)
-        widths = [max(1, ch >> (n - 1 - i)) if large else ch for i in range(n)]
+        widths = d_widths(resolution, ch)
         sizes, s = [], resolution
         for d in downs:
             s = s // 2 if d else s
@@ -235,9 +265,14 @@ class ResNetDiscriminator(Discriminator):
                 layers.append(SelfAttention(cout))
                 placed = True
         self.body = nn.Sequential(*layers, SumPool())
+        self.init = init
         _init(self, init)
         if spectral_norm:
             _spectral_norm_all(self)
+
+    def init_layer(self, name: str, layer: nn.Module) -> None:
+        """This model's own init for a layer a trick rebuilt (pacgan widens the input layers)."""
+        init_layer(layer, name, self.init)
 
     def input_layers(self) -> list[tuple[nn.Module, str, nn.Module]]:
         """(parent, name, layer) of the layers that read the image: the first block's conv and its

@@ -1,15 +1,12 @@
-"""Writing files safely: the one atomic write, and the run folder's lock.
+"""Writing files safely: the one atomic write, and one line for every way a write can fail.
 
 ``atomic_write`` writes a temporary file beside the target and renames it over the target,
-so a crash or a full disk never leaves half a file and the previous version stays intact.
-``RunLock`` marks a run folder as in use by a live process (``<run>/.lock``)."""
+so a crash or a full disk never leaves half a file and the previous version stays intact."""
 from __future__ import annotations
 
-import atexit
 import errno
 import os
 import shutil
-import socket
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -102,155 +99,18 @@ def torch_save(path: str | os.PathLike, obj, **kw) -> Path:
     return write_bytes(path, buf.getbuffer(), **kw)
 
 
-# ---------------------------------------------------------------- run folders
-
-#: What a run leaves in its folder; Hydra's own .hydra/ and train.log do not count (Hydra makes
-#: them in a fresh folder before any ganexp code runs).
-RUN_FILES = ("ckpt", "samples", "eval", "metrics.json", "stats.jsonl", "provenance.json", "events.out.tfevents.*")
-
-
-def previous_run(run_dir: Path) -> list[Path]:
-    """The files of an earlier run in ``run_dir`` (empty when there is none)."""
-    d = Path(run_dir)
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why ``path`` (a file to write, its folders made as needed) cannot be written, in a few words,
+    or None: a file where a folder is needed, a read-only file system, no permission."""
+    d = Path(path).expanduser().absolute().parent
+    while not d.exists():
+        d = d.parent
     if not d.is_dir():
-        return []
-    return sorted(p for pattern in RUN_FILES for p in d.glob(pattern))
-
-
-def run_dir_problem(run_dir: Path, *, overwrite: bool = False, resuming: bool = False) -> str | None:
-    """Why a run may not write into ``run_dir`` (one line), or None. No side effects."""
-    d = Path(run_dir)
-    if d.exists() and not d.is_dir():
-        return f"out_dir {d} is a file, not a folder; choose a folder path (out_dir=PATH)"
-    who = RunLock.holder(d) if d.is_dir() else None
-    if who is not None:
-        return locked_message(d, who)
-    if not resuming and not overwrite:
-        found = previous_run(d)
-        if found:
-            return (f"run folder {d} already holds a run ({', '.join(p.name for p in found[:3])}); continue it with "
-                    f"resume={d}, replace it with overwrite=true, or choose another out_dir")
-    return None
-
-
-def prepare_run_dir(run_dir: Path, *, overwrite: bool = False, resuming: bool = False) -> list[str]:
-    """Refuse a run folder that is a file, not writable, in use, or holds an earlier run (unless
-    ``overwrite``: then that run's files are removed); create it. Returns notes for the log."""
-    d = Path(run_dir)
-    who = RunLock.holder(d) if d.is_dir() else None
-    if who is not None:
-        raise FolderLocked(locked_message(d, who))
-    problem = run_dir_problem(d, overwrite=overwrite, resuming=resuming)
-    if problem:
-        raise GanexpError(problem)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_error(d / LOCK_NAME, e) from None
+        return f"{d} is a file, not a folder"
     if not os.access(d, os.W_OK):
-        raise GanexpError(f"out_dir {d} is not writable (read-only file system or no permission); "
-                          f"choose a writable folder (out_dir=PATH)")
-    notes = []
-    if overwrite and not resuming:
-        found = previous_run(d)
-        for p in found:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-        if found:
-            notes.append(f"overwrite=true: removed the earlier run's {', '.join(p.name for p in found)} from {d}")
-    return notes
-
-
-# ---------------------------------------------------------------- run folder lock
-
-LOCK_NAME = ".lock"
-_held: dict[Path, "RunLock"] = {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-class FolderLocked(GanexpError):
-    """Another live run holds the folder."""
-
-
-class RunLock:
-    """``<run>/.lock`` holding "pid host", created with O_EXCL while a run is alive. A lock whose
-    process is gone (same host) is stale and taken over; one on another host is never guessed at."""
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(os.path.abspath(run_dir)) / LOCK_NAME
-        self.note: str | None = None  # set when a stale lock was taken over
-
-    @staticmethod
-    def holder(run_dir: Path) -> tuple[int, str] | None:
-        """(pid, host) of a live lock on ``run_dir``, None when free or stale on this host."""
         try:
-            pid_s, host = (Path(run_dir) / LOCK_NAME).read_text().split()[:2]
-            pid = int(pid_s)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return (0, "?")  # unreadable: treat as held, the message names the file
-        if host == socket.gethostname() and not _alive(pid):
-            return None
-        return pid, host
-
-    def acquire(self) -> "RunLock":
-        me = f"{os.getpid()} {socket.gethostname()}\n"
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise write_error(self.path, e) from None
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                who = self.holder(self.path.parent)
-                if who is not None:
-                    raise FolderLocked(locked_message(self.path.parent, who)) from None
-                old = self.path.read_text().strip() if self.path.exists() else ""
-                self.path.unlink(missing_ok=True)
-                self.note = f"took over the stale lock {self.path} (process {old or '?'} is gone)"
-                continue
-            except OSError as e:
-                raise write_error(self.path, e) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            _held[self.path] = self
-            return self
-        raise FolderLocked(f"cannot lock {self.path}: another process keeps taking it; check for running ganexp jobs")
-
-    def release(self) -> None:
-        if _held.pop(self.path, None) is None:
-            return
-        try:
-            if self.path.read_text().split()[0] == str(os.getpid()):
-                self.path.unlink()
-        except (OSError, IndexError):
-            pass
-
-
-def locked_message(run_dir: Path, who: tuple[int, str]) -> str:
-    pid, host = who
-    return (f"run folder {run_dir} is in use by another run (process {pid} on {host}, see {Path(run_dir) / LOCK_NAME}); "
-            f"wait for it to end, or choose another out_dir (delete the lock file only if no run is alive)")
-
-
-def release_lock(run_dir: Path) -> None:
-    """Release this process's lock on ``run_dir`` (no-op when it holds none)."""
-    lock = _held.get(Path(os.path.abspath(run_dir)) / LOCK_NAME)
-    if lock is not None:
-        lock.release()
-
-
-@atexit.register
-def _release_all() -> None:  # every exit path, including an uncaught exception
-    for lock in list(_held.values()):
-        lock.release()
+            read_only = os.statvfs(d).f_flag & os.ST_RDONLY
+        except OSError:
+            read_only = False
+        return f"{d} is on a read-only file system" if read_only else f"no permission to write in {d}"
+    return None

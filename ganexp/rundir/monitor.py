@@ -1,119 +1,22 @@
-"""What a run shows: TensorBoard events in the run folder, PNG samples, the console (a rich
-progress bar on a terminal, plain lines elsewhere) and the log file.
-
-Every message of a run goes to the logger ``ganexp`` too, so Hydra's file handler writes it into
-``<run>/train.log``; conf/train.yaml makes Hydra's console handler a ``ConsoleHandler``, which skips
-what was already printed. A closed stdout (``ganexp train | head``) stops the printing, never the run."""
+"""What a run shows: TensorBoard events in the run folder, PNG samples, and its progress on the
+console (a rich progress bar on a terminal, plain lines elsewhere; ``console``)."""
 from __future__ import annotations
 
-import atexit
+import functools
 import json
-import logging
-import os
-import sys
+import threading
 import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid, save_image
 
-from ganexp.rundir import files
-
-log = logging.getLogger("ganexp")
-#: Log-record attribute: the message is already on the console (printed, or shown by the progress bar).
-SHOWN = "ganexp_shown"
-_stdout_gone = False
-
-
-def stdout_closed() -> None:
-    """The reader of stdout went away: point fd 1 at /dev/null so every later write (rich, logging,
-    the interpreter's final flush) succeeds silently, and say so in the log file."""
-    global _stdout_gone
-    if _stdout_gone:
-        return
-    _stdout_gone = True
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.__stdout__.fileno())
-        os.close(fd)
-    except (OSError, ValueError, AttributeError):
-        pass
-    if log.hasHandlers():  # a log file to tell (under Hydra); not Python's last-resort stderr print
-        log.warning("stdout was closed (broken pipe): console output stopped; the run goes on and logs to its folder",
-                    extra={SHOWN: True})
-
-
-class _Stdout:
-    """sys.stdout as the console sees it (looked up at each write, so pytest's capture and rich's
-    progress redirection still work), turning a broken pipe into ``stdout_closed()``."""
-
-    @staticmethod
-    def _target():
-        out = sys.stdout
-        return getattr(out, "rich_proxied_file", out)
-
-    def write(self, text: str) -> int:
-        try:
-            return self._target().write(text)
-        except BrokenPipeError:
-            stdout_closed()
-            return len(text)
-
-    def flush(self) -> None:
-        try:
-            self._target().flush()
-        except BrokenPipeError:
-            stdout_closed()
-        except ValueError:  # closed file
-            pass
-
-    def isatty(self) -> bool:
-        try:
-            return self._target().isatty()
-        except (ValueError, AttributeError):
-            return False
-
-    def fileno(self) -> int:
-        return self._target().fileno()
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self._target(), "encoding", None) or "utf-8"
-
-
-console = Console(soft_wrap=True, file=_Stdout())
-atexit.register(_Stdout().flush)  # before the interpreter's own flush, which would report the broken pipe
-
-
-def say(text: str, level: int = logging.INFO, show: bool = True) -> None:
-    """One message of the run: printed on the console (``show``) and logged to ``ganexp`` (train.log)."""
-    log.log(level, text, extra={SHOWN: True})
-    if show:
-        console.print(text, markup=False, highlight=False)
-
-
-class ConsoleHandler(logging.Handler):
-    """Hydra's console handler for ganexp runs (conf/train.yaml): prints through the shared console
-    (above a progress bar; safe on a closed pipe) and skips records ``say`` already printed."""
-
-    def __init__(self, stream=None, level: int = logging.NOTSET):  # stream: Hydra's default passes one
-        super().__init__(level)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, SHOWN, False):
-            return
-        try:
-            msg = self.format(record)
-            prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
-            console.print(prefix + msg, markup=False, highlight=False)
-        except Exception:
-            self.handleError(record)
-
+from ganexp.rundir import files, folder
+from ganexp.rundir.console import console, say
 
 def image_grid(x: Tensor, nrow: int | None = None) -> Tensor:
     """(N, C, H, W) in [-1, 1] -> one CHW grid in [0, 1]."""
@@ -149,6 +52,29 @@ def scatter_figure(fake: Tensor, real: Tensor | None = None, lim: float | None =
     return fig
 
 
+def _writes(method):
+    """A Monitor method that writes into the run folder: an OSError (a full disk, a folder gone)
+    becomes one line naming what could not be written."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as e:
+            raise files.write_error(self.out_dir / "events.out.tfevents.*", e) from None
+    return wrapper
+
+
+def _quiet_writer_thread(args) -> None:
+    """TensorBoard writes events from a thread of its own; its OSError comes back on the next write in
+    the run's thread (one line, through ``_writes``), so the thread's own traceback is not printed."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError):
+        return
+    _thread_hook(args)
+
+
+_thread_hook, threading.excepthook = threading.excepthook, _quiet_writer_thread
+
+
 class Monitor:
     """Owns the SummaryWriter and the console for one run folder."""
 
@@ -162,9 +88,12 @@ class Monitor:
         self._step0 = 0
         self._elapsed0 = 0.0
 
+    @_writes
     def open(self, start_step: int, elapsed: float = 0.0) -> None:
         """``elapsed``: training seconds of the run before this process (a resume), for stats.jsonl."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if start_step:  # a resume replays the steps after its checkpoint: one row per step in stats.jsonl
+            folder.drop_stats_after(self.out_dir / "stats.jsonl", start_step)
         # purge_step drops events a crashed run wrote after its last checkpoint (at start_step).
         self.writer = SummaryWriter(str(self.out_dir), purge_step=start_step + 1 if start_step else None)
         self._t0, self._step0, self._elapsed0 = time.perf_counter(), start_step, elapsed
@@ -176,6 +105,7 @@ class Monitor:
             self.progress.start()
             self._task = self.progress.add_task("train", total=self.total, completed=start_step, rate="", info="")
 
+    @_writes
     def hparams(self, hp: dict, final: dict) -> None:
         """Hparams summaries in the run's own event file (add_hparams would open a second run). The
         HPARAMS metrics are the final losses and every ``metrics/...`` scalar the run logged, so
@@ -192,12 +122,14 @@ class Monitor:
     def steps_per_sec(self, step: int) -> float:
         return (step - self._step0) / max(time.perf_counter() - self._t0, 1e-9)
 
+    @_writes
     def stats(self, step: int, values: dict[str, float]) -> None:
         """One line of ``stats.jsonl`` (append-only, so it survives a crash): step, seconds, values."""
         line = json.dumps({"step": step, "time": round(self.elapsed(), 3), **values})
         with open(self.out_dir / "stats.jsonl", "a") as f:
             f.write(line + "\n")
 
+    @_writes
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():
             self.writer.add_scalar(k, v, step)
@@ -212,6 +144,7 @@ class Monitor:
         if self.progress is not None:
             self.progress.update(self._task, completed=step)
 
+    @_writes
     def images(self, tag: str, x: Tensor, step: int, save_to: Path | None = None, nrow: int | None = None) -> None:
         grid = image_grid(x, nrow)
         self.writer.add_image(tag, grid, step)
@@ -219,6 +152,7 @@ class Monitor:
             save_to.parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, save_to)
 
+    @_writes
     def figure(self, tag: str, fig, step: int, save_to: Path | None = None) -> None:
         if save_to is not None:
             save_to.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +163,7 @@ class Monitor:
         """2D samples over the real points and D's landscape (``field``), to TensorBoard and a PNG."""
         self.figure(tag, scatter_figure(fake, real, lim, field), step, save_to)
 
+    @_writes
     def metrics(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():
             self.writer.add_scalar(f"metrics/{k}", v, step)
@@ -249,6 +184,7 @@ class Monitor:
     def write_json(self, name: str, data: dict) -> None:
         files.write_text(self.out_dir / name, json.dumps(data, indent=2, sort_keys=True))
 
+    @_writes
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()

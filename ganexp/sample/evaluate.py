@@ -11,8 +11,10 @@ from rich.table import Table
 
 from ganexp.engine import checkpoint
 from ganexp.engine.sampler import Sampler
+from ganexp.errors import ConfigError, whole_number
 from ganexp.rundir import files
-from ganexp.rundir.monitor import console
+from ganexp.rundir.files import unwritable
+from ganexp.rundir.console import console
 from ganexp.sample.rebuild import build_eval
 
 
@@ -27,19 +29,26 @@ def metric_nodes(names: list[str]) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], Path]:
     """Score ``cfg.ckpt``; return the metrics and the JSON path they were written to."""
+    if cfg.num_samples is not None:
+        whole_number(cfg.num_samples, "num_samples")
+    whole_number(cfg.batch_size, "batch_size")
     path = checkpoint.resolve(cfg.ckpt)
+    where = Path(cfg.out).expanduser() if cfg.out else path.parent.parent / "eval" / "x.json"
+    why = unwritable(where)  # before any work: a shared, read-only checkpoint is scored with out=
+    if why:
+        raise ConfigError(f"cannot write {where.parent if not cfg.out else where}: {why}; "
+                          f"give out=PATH (a .json file in a writable folder)")
     nodes = (cfg.get("eval") or {}).get("metrics") or metric_nodes(["default"])  # the one default policy
     t0 = time.perf_counter()
     G, latent, state, data, metrics = build_eval(cfg, nodes)
     sampler = Sampler(G, latent, cfg.batch_size)
     step = int(state["step"])
     values: dict[str, float] = {}
-    out = Path(cfg.out) if cfg.out else path.parent.parent / "eval" / result_name(path.stem, step, list(nodes), cfg.num_samples)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.out).expanduser() if cfg.out else path.parent.parent / "eval" / result_name(path.stem, step, list(nodes), cfg.num_samples)
     for m in metrics:
         values.update(m(sampler, step))
         for tag, fig in (m.figures(sampler, step) if hasattr(m, "figures") else {}).items():
-            fig.savefig(out.with_name(f"{out.stem}_{tag}.png"))
+            files.atomic_write(out.with_name(f"{out.stem}_{tag}.png"), lambda f: fig.savefig(f, format="png"))
     report = {"ckpt": str(path), "step": step, "dataset": state["data_info"].get("name", ""),
               "num_samples": {m.name: m.n for m in metrics}, "seconds": round(time.perf_counter() - t0, 2), "metrics": values}
     clf = [getattr(m, "ext", None) for m in metrics]

@@ -9,7 +9,8 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from ganexp.engine import checkpoint
-from ganexp.errors import ConfigError
+from ganexp.errors import ConfigError, whole_number
+from ganexp.rundir.files import atomic_write, unwritable
 from ganexp.rundir.monitor import image_grid, scatter_figure
 from ganexp.sample.rebuild import load_generator
 from ganexp.sample.steer import walk
@@ -38,8 +39,15 @@ def latents(cfg: DictConfig, latent) -> tuple[torch.Tensor, int]:
 
 
 def sample(cfg: DictConfig) -> Path:
-    G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
+    whole_number(cfg.n, "n")
+    if cfg.mode == "interp":
+        whole_number(cfg.steps, "steps")
     run_dir = checkpoint.resolve(cfg.ckpt).parent.parent
+    target = Path(cfg.out).expanduser() if cfg.out else run_dir / "samples" / f"{cfg.mode}.png"
+    why = unwritable(target)  # before any work: a shared, read-only checkpoint is sampled with out=
+    if why:
+        raise ConfigError(f"cannot write {target}: {why}; give out=PATH (a .png, .npy or .pt file in a writable folder)")
+    G, latent, state = load_generator(cfg.ckpt, cfg.device, cfg.ema)
     if cfg.label is not None and not latent.num_classes:
         raise ConfigError(f"label={cfg.label} needs a conditional generator; this checkpoint's is unconditional "
                           f"(trained without conditional=true): drop label=")
@@ -61,16 +69,15 @@ def sample(cfg: DictConfig) -> Path:
     with torch.inference_mode():
         x = torch.cat([G(z[i:i + 256], None if y is None else y[i:i + 256]) for i in range(0, len(z), 256)]).cpu()
 
-    out = Path(cfg.out) if cfg.out else run_dir / "samples" / f"{name}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.out).expanduser() if cfg.out else run_dir / "samples" / f"{name}.png"
     suffix = out.suffix.lower()
     if suffix == ".pt":
-        torch.save({"x": x, "y": None if y is None else y.cpu()}, out)
+        write = lambda f: torch.save({"x": x, "y": None if y is None else y.cpu()}, f)  # noqa: E731
     elif suffix == ".npy":
         arr = x if x.dim() == 2 else ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
-        np.save(out, arr.numpy())
+        write = lambda f: np.save(f, arr.numpy())  # noqa: E731
     elif x.dim() == 2:  # .png (the suffix was checked above)
-        scatter_figure(x).savefig(out)
+        write = lambda f: scatter_figure(x).savefig(f, format="png")  # noqa: E731
     else:
-        save_image(image_grid(x, nrow), out)
-    return out
+        write = lambda f: save_image(image_grid(x, nrow), f, format="png")  # noqa: E731
+    return atomic_write(out, write)  # whole or not at all; a full disk is one line

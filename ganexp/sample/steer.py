@@ -22,7 +22,7 @@ from ganexp.data import DataInfo
 from ganexp.engine import checkpoint
 from ganexp.errors import ConfigError
 from ganexp.models.latent import Latent
-from ganexp.rundir.monitor import console
+from ganexp.rundir.console import console
 
 
 def _affine(x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,8 +21,10 @@ SWEPT_ENV = "GANEXP_SWEPT"
 
 
 def _safe(text: str) -> str:
-    """Letters, digits, '.', '_' and '-' only: the name then parses as a plain override value."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+    """Letters, digits, '.', '_' and '-' only: the name then parses as a plain override value. A
+    negative number keeps its sign (``lr=-1`` names ``lr--1``, not ``lr-1``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    return "-" + name[1:].strip("-") if re.match(r"-[0-9.]", name) else name.strip("-")
 
 
 def job_name(_root_: DictConfig) -> str:
@@ -96,7 +98,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global LAST
-        from ganexp.rundir.monitor import console
+        from ganexp.rundir.console import console
 
         LAST = count_jobs(Path(str(config.hydra.sweep.dir)))
         failed = f" ({', '.join(LAST['failed'][:5])}{', ...' if len(LAST['failed']) > 5 else ''})" if LAST["failed"] else ""

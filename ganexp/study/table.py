@@ -16,7 +16,7 @@ from ganexp.study.runs import CompareError, RunRecord, display_name
 
 #: override keys that do not change the experiment, so runs that differ in them are one group
 IGNORED = {"seed", *RUN_KEYS}
-HIGHER = {"is", "precision", "recall", "accuracy", "modes", "hq"}  # name tokens where higher is better
+HIGHER = {"is", "precision", "recall", "accuracy", "acc", "modes", "hq"}  # name tokens where higher is better
 STD_NOTE = "mean ± sample std (ddof=1) over seeds; std blank when n=1"
 
 

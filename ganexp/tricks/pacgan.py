@@ -47,17 +47,20 @@ def _input_layers(D: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
     return [first] if first is not None else []
 
 
-def _widen(layer: nn.Module, m: int) -> nn.Module:
-    """The same layer with m times the inputs (features or channels). A zero or absent bias means the
-    model used the DCGAN N(0, 0.02) init (``dcgan_init_`` zeroes biases): the new layer gets it too;
-    otherwise PyTorch's default init for the wider fan-in."""
-    dcgan = layer.bias is None or not bool(layer.bias.detach().any())
+def _widen(layer: nn.Module, m: int, init=None) -> nn.Module:
+    """The same layer with m times the inputs (features or channels), initialised by ``init(new)``,
+    the model's own init when it has one (``D.init_layer``: resnet's xavier or orthogonal). Else a
+    zero or absent bias means the model used the DCGAN N(0, 0.02) init (``dcgan_init_`` zeroes
+    biases): the new layer gets it too; otherwise PyTorch's default init for the wider fan-in."""
+    dcgan = init is None and (layer.bias is None or not bool(layer.bias.detach().any()))
     if isinstance(layer, nn.Linear):
         new = nn.Linear(layer.in_features * m, layer.out_features, bias=layer.bias is not None)
     else:
         new = nn.Conv2d(layer.in_channels * m, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
                         layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode)
-    if dcgan:
+    if init is not None:
+        init(new)
+    elif dcgan:
         nn.init.normal_(new.weight, 0.0, 0.02)
         if new.bias is not None:
             nn.init.zeros_(new.bias)
@@ -88,8 +91,9 @@ class PacGAN(Hook):
         require(not getattr(D, "num_classes", 0), "pacgan packs unlabelled samples; conditional=true is not supported with it")
         inputs = _input_layers(D)
         require(bool(inputs), f"pacgan needs a linear or convolutional first layer in D; {type(D).__name__} has none")
+        own = getattr(D, "init_layer", None)
         for parent, name, layer in inputs:
-            setattr(parent, name, _widen(layer, self.m))
+            setattr(parent, name, _widen(layer, self.m, partial(own, name) if own else None))
         D.body.register_forward_pre_hook(partial(_pack_input, self.m))  # a partial: deepcopy keeps it
         D.pack = self.m
         return G, D

@@ -76,16 +76,22 @@ class GradientPenalty(LazyPenalty):
 
 class R1(LazyPenalty):
     """Zero-centred penalty on real data (Mescheder et al. 2018, Eq. 9): gamma/2 * E[||grad_x D(x)||^2];
-    ``every`` > 1 makes it lazy (Karras et al. 2020, StyleGAN2 uses every=16)."""
+    ``every`` > 1 makes it lazy (Karras et al. 2020, StyleGAN2 uses every=16).
+
+    With augmentation of D's inputs (DiffAugment, instance noise), the gradient is taken at the
+    un-augmented reals by default: R1 as Mescheder et al. define it, at the data's own points, and
+    what ganexp's presets were tuned with. ``augmented=true`` takes it at the reals as D saw them,
+    after augmentation, as the authors' DiffAugment-StyleGAN2 code does (Zhao et al. 2020)."""
 
     name = "r1"
 
-    def __init__(self, gamma: float = 10.0, every: int = 1):
+    def __init__(self, gamma: float = 10.0, every: int = 1, augmented: bool = False):
         super().__init__(every)
-        self.gamma, self.scale = gamma, 0.5 * gamma
+        self.gamma, self.scale, self.augmented = gamma, 0.5 * gamma, augmented
 
     def penalty(self, ctx: StepContext) -> Tensor:
-        return r1_penalty(ctx.D, ctx.real, ctx.y_real)
+        x = ctx.real_seen if self.augmented and ctx.real_seen is not None else ctx.real
+        return r1_penalty(ctx.D, x, ctx.y_real)
 
 
 class DRAGAN(LazyPenalty):
@@ -108,6 +114,7 @@ class WeightClip(Hook):
     clamped to [-clip, clip] after every D step."""
 
     name = "weight_clip"
+    alters_d_after_step = True
 
     def __init__(self, clip: float = 0.01):
         require(clip > 0, f"weight_clip.clip must be > 0, got {clip}")

@@ -87,6 +87,12 @@ class Unrolled(Hook):
         h = opt.param_groups[0]
         require(len(opt.param_groups) == 1 and not h.get("amsgrad") and not h.get("maximize"),
                 "unrolled supports one parameter group without amsgrad or maximize in D's optimiser")
+        clipping = [h.name if h is not ctx.loss else f"loss={type(h).__name__.lower()}" for h in [ctx.loss, *ctx.tricks]
+                    if h.alters_d_after_step]
+        require(not clipping, f"unrolled's look-ahead steps of D cannot clip D's weights as {', '.join(clipping)} does "
+                              f"after each real D step: use loss=wgan_gp, or drop one of them")
+        require(ctx.clip_grad_norm is None, "unrolled's look-ahead steps of D do not clip gradients as "
+                                            "optimizer.clip_grad_norm does: drop one of them")
         earlier = [t.name for t in ctx.tricks[:ctx.tricks.index(self)] if type(t).on_g_loss is not Hook.on_g_loss]
         require(not earlier, f"list unrolled before {', '.join(earlier)}: it replaces G's adversarial loss and would drop their terms")
         self.rule, self.opt, self.loss = rule, opt, ctx.loss
