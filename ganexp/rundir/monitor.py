@@ -23,6 +23,7 @@ from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid, save_image
 
 from ganexp.rundir import files
+from ganexp.rundir.summary import eval_line
 
 log = logging.getLogger("ganexp")
 #: Log-record attribute: the message is already on the console (printed, or shown by the progress bar).
@@ -149,6 +150,21 @@ def scatter_figure(fake: Tensor, real: Tensor | None = None, lim: float | None =
     return fig
 
 
+class HParams(dict):
+    """A run's hparams, with the keys its sweep varies (``swept``): TensorBoard's HPARAMS table shows
+    the first five hparams, those that differ between runs first, so the swept ones are marked so."""
+
+    def __init__(self, values=(), swept=()):
+        super().__init__(values)
+        self.swept = tuple(swept)
+
+
+def _metric_order(tag: str) -> tuple[int, str]:
+    """HPARAMS shows the first five metrics: the scores first, then their floors, then the losses."""
+    ref = tag.endswith(("_real", "_baseline")) or "_baseline_n" in tag
+    return (0 if tag.startswith("metrics/") and not ref else 1 if tag.startswith("metrics/") else 2), tag
+
+
 class Monitor:
     """Owns the SummaryWriter and the console for one run folder."""
 
@@ -178,11 +194,23 @@ class Monitor:
 
     def hparams(self, hp: dict, final: dict) -> None:
         """Hparams summaries in the run's own event file (add_hparams would open a second run). The
-        HPARAMS metrics are the final losses and every ``metrics/...`` scalar the run logged, so
-        TensorBoard's table ranks a sweep's runs by them. Written when the run ends."""
+        HPARAMS metrics are the final losses and every ``metrics/...`` scalar the run logged (scores,
+        then floors, then losses: the table shows the first five), so TensorBoard's table ranks a
+        sweep's runs by them; ``hp.swept`` (an ``HParams``) are marked as the keys that differ.
+        Written when the run ends."""
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hp.items()}
-        tags = {t: 0.0 for t in final if t in ("loss/d", "loss/g") or t.startswith("metrics/")}
-        for s in hparams(clean, tags):
+        tags = {t: 0.0 for t in sorted((t for t in final if t in ("loss/d", "loss/g") or t.startswith("metrics/")), key=_metric_order)}
+        experiment, *session = hparams(clean, tags)
+        swept = set(getattr(hp, "swept", ()))
+        if swept:  # mark the swept keys as differing: TensorBoard lists those first and shows the first five
+            from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+            meta = experiment.value[0].metadata.plugin_data
+            data = HParamsPluginData.FromString(meta.content)
+            for info in data.experiment.hparam_infos:
+                info.differs = info.name in swept
+            meta.content = data.SerializeToString()
+        for s in (experiment, *session):
             self.writer.file_writer.add_summary(s)
 
     def elapsed(self) -> float:
@@ -230,9 +258,13 @@ class Monitor:
         self.figure(tag, scatter_figure(fake, real, lim, field), step, save_to)
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
+        """An evaluation: TensorBoard, stats.jsonl, and one line on the console and in train.log with
+        every metric beside its floor or real value (``eval @ 1500: fid_clf 31.2 (floor 1.09) ...``)."""
         for k, v in values.items():
             self.writer.add_scalar(f"metrics/{k}", v, step)
         self.stats(step, {f"metrics/{k}": v for k, v in values.items()})
+        if values:
+            say(eval_line(step, values))
 
     def provenance(self, record: dict) -> None:
         """Adds this process's record to ``provenance.json`` (a launch, then one per resume)."""

@@ -2,7 +2,6 @@
 status, and its logged history), without importing torch."""
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,10 +10,10 @@ from pathlib import Path
 import yaml
 
 from ganexp.errors import GanexpError
-from ganexp.rundir.layout import METRICS_JSON, read_metrics
+from ganexp.rundir.layout import METRICS_JSON, STATS_JSONL, number, read_metrics, read_stats
 
 #: Any of these makes a folder a run folder.
-MARKERS = (METRICS_JSON, "stats.jsonl", ".hydra/overrides.yaml")
+MARKERS = (METRICS_JSON, STATS_JSONL, ".hydra/overrides.yaml")
 
 
 class CompareError(GanexpError):
@@ -66,33 +65,8 @@ def find_runs(paths) -> list[Path]:
     return list(unique.values())
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _final_key(k: str) -> bool:
     return k.startswith("metrics/") or k in ("loss/d", "loss/g")
-
-
-def read_stats(path: Path, seconds: dict[int, float] | None = None) -> dict[str, dict[int, float]]:
-    """{name: {step: value}} from stats.jsonl; for each step the last line that has a value wins
-    (a resumed run re-logs steps), and lines that do not parse (a crash mid-write) are skipped.
-    ``seconds`` (when given) receives each step's training seconds from the last line of that step."""
-    history: dict[str, dict[int, float]] = {}
-    if not path.is_file():
-        return history
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-            step = int(rec["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        for k, v in rec.items():
-            if k not in ("step", "time") and _number(v):
-                history.setdefault(k, {})[step] = float(v)
-        if seconds is not None and _number(rec.get("time")):
-            seconds[step] = float(rec["time"])
-    return history
 
 
 def _images_per_step(path: Path) -> float | None:
@@ -148,7 +122,7 @@ def load_run(path) -> RunRecord:
     history = read_stats(path / "stats.jsonl", seconds)
     data = read_metrics(path)
     if data is not None:
-        final = {display_name(k): float(v) for k, v in data.items() if _final_key(k) and _number(v)}
+        final = {display_name(k): float(v) for k, v in data.items() if _final_key(k) and number(v)}
         status, error = str(data.get("status", "done")), str(data.get("error", ""))
     else:  # still running, or killed before metrics.json: the last logged values
         final = {display_name(k): h[max(h)] for k, h in history.items() if _final_key(k)}
