@@ -8,7 +8,6 @@ import sys
 from html.parser import HTMLParser
 
 import numpy as np
-import pytest
 import yaml
 from PIL import Image
 
