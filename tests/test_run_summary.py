@@ -4,7 +4,8 @@ import json
 
 from ganexp.build import build_run
 from ganexp.engine import train
-from ganexp.rundir.monitor import HParams, Monitor
+from ganexp.rundir.monitor import Monitor
+from ganexp.rundir.tb_hparams import HParams
 from ganexp.rundir.summary import eval_line, eval_summary, run_line
 from tests.conftest import make_cfg
 

@@ -7,7 +7,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ganexp.rundir.layout import RUN_KEYS, SWEPT_ENV, override_key
-from ganexp.rundir.monitor import HParams
+from ganexp.rundir.tb_hparams import HParams
 
 def override_hparams(overrides: list[str]) -> dict[str, Any]:
     """``key=value`` command-line overrides as hparams (numbers as numbers, lists as text)."""

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid, save_image
 
 from ganexp.rundir import files
 from ganexp.rundir.summary import eval_line
+from ganexp.rundir.tb_hparams import hparams_summaries
 
 log = logging.getLogger("ganexp")
 #: Log-record attribute: the message is already on the console (printed, or shown by the progress bar).
@@ -150,21 +150,6 @@ def scatter_figure(fake: Tensor, real: Tensor | None = None, lim: float | None =
     return fig
 
 
-class HParams(dict):
-    """A run's hparams, with the keys its sweep varies (``swept``): TensorBoard's HPARAMS table shows
-    the first five hparams, those that differ between runs first, so the swept ones are marked so."""
-
-    def __init__(self, values=(), swept=()):
-        super().__init__(values)
-        self.swept = tuple(swept)
-
-
-def _metric_order(tag: str) -> tuple[int, str]:
-    """HPARAMS shows the first five metrics: the scores first, then their floors, then the losses."""
-    ref = tag.endswith(("_real", "_baseline")) or "_baseline_n" in tag
-    return (0 if tag.startswith("metrics/") and not ref else 1 if tag.startswith("metrics/") else 2), tag
-
-
 class Monitor:
     """Owns the SummaryWriter and the console for one run folder."""
 
@@ -198,19 +183,7 @@ class Monitor:
         then floors, then losses: the table shows the first five), so TensorBoard's table ranks a
         sweep's runs by them; ``hp.swept`` (an ``HParams``) are marked as the keys that differ.
         Written when the run ends."""
-        clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hp.items()}
-        tags = {t: 0.0 for t in sorted((t for t in final if t in ("loss/d", "loss/g") or t.startswith("metrics/")), key=_metric_order)}
-        experiment, *session = hparams(clean, tags)
-        swept = set(getattr(hp, "swept", ()))
-        if swept:  # mark the swept keys as differing: TensorBoard lists those first and shows the first five
-            from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-
-            meta = experiment.value[0].metadata.plugin_data
-            data = HParamsPluginData.FromString(meta.content)
-            for info in data.experiment.hparam_infos:
-                info.differs = info.name in swept
-            meta.content = data.SerializeToString()
-        for s in (experiment, *session):
+        for s in hparams_summaries(hp, final):
             self.writer.file_writer.add_summary(s)
 
     def elapsed(self) -> float:
