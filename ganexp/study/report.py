@@ -18,7 +18,7 @@ from ganexp.study.runs import RunRecord
 from ganexp.study.table import Table, _ignored, caption, display, notes
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
-table{border-collapse:collapse;font-size:14px;margin:8px 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+table{border-collapse:collapse;font-size:14px;margin:8px 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;white-space:nowrap}
 th{background:#f3f3f3}tr.best td{background:#e6f4ea}tr.tied td{background:#f6f9e6}tr.worse td{color:#666}
 .mark{font-weight:600}.caption{font-size:12px;color:#555;max-width:1100px}
 .grids{display:flex;flex-wrap:wrap;gap:16px}.grids figure{margin:0;text-align:center;font-size:13px}
