@@ -1,3 +1,3 @@
-from ganexp.cli.main import main
+from ganexp.cli.entry import main
 
 main()

@@ -158,8 +158,10 @@ def test_out_dir_is_the_whole_run_folder_and_train_log_holds_the_run(tmp_path):
     run = tmp_path / "run"
     assert (run / ".hydra" / "overrides.yaml").is_file() and not (tmp_path / "outputs").exists()
     log = (run / "train.log").read_text()
-    for line in ("run folder: run", "step 2/4", "step 4/4", "done: run"):
+    for line in ("run folder: run", "step 2/4", "step 4/4", "eval @ 4: modes ", "done @ 4 in "):
         assert line in log and r.stdout.count(line) == 1, (line, log, r.stdout)
+    last = r.stdout.strip().splitlines()[-1]  # the summary: final metrics, wall time, the folder
+    assert last.startswith("done @ 4 in ") and " modes " in last and last.endswith("; run  (tensorboard --logdir .)"), last
     ok = ganexp("train", "resume=run", "train.steps=6", cwd=tmp_path)
     assert ok.returncode == 0 and "resumed from step 4" in ok.stdout, ok.stdout + ok.stderr
     assert "resumed from step 4" in (run / "train.log").read_text()
@@ -179,7 +181,7 @@ def test_a_closed_stdout_does_not_end_the_run(tmp_path):
     assert "Traceback" not in err and "Logging error" not in err, err
     assert torch.load(tmp_path / "run" / "ckpt" / "last.pt", weights_only=True)["step"] == 30
     log = (tmp_path / "run" / "train.log").read_text()
-    assert "stdout was closed" in log and "step 30/30" in log and "done: run" in log
+    assert "stdout was closed" in log and "step 30/30" in log and "done @ 30 in" in log
     s = subprocess.Popen([GANEXP, "sample", "ckpt=run", "n=4", "device=cpu", "out=pts.png"], cwd=tmp_path, env=ENV,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     s.stdout.close()

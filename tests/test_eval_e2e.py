@@ -98,6 +98,9 @@ def test_ganexp_eval_prints_a_table_and_writes_json(digits_run, clf_cache, tmp_p
     assert report["metrics"]["fid_clf"] > 10 * report["metrics"]["fid_clf_baseline"]  # 4 steps: far from the data
     assert min(report["classifier_accuracy"].values()) >= 0.95
     assert "fid_clf_baseline" in p.stdout and "wrote" in p.stdout
+    last, m = p.stdout.strip().splitlines()[-1], report["metrics"]  # the summary: scores beside their floors
+    assert last.startswith("eval @ 4 in ") and last.endswith(f"; wrote {tmp_path / 'm.json'}"), last
+    assert f"fid_clf {m['fid_clf']:.3g} (floor {m['fid_clf_baseline']:.3g})" in last, last
 
 
 def test_ganexp_eval_without_inception_weights_offline(digits_run, tmp_path):

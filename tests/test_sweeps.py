@@ -49,6 +49,8 @@ def test_a_sweep_ends_in_hparams_and_a_compare_table(tmp_path):
         hp = hparams_of(sweep / n)
         tags = {m.name.tag for m in hp["_hparams_/experiment"].experiment.metric_infos}
         assert {"loss/d", "loss/g", "metrics/modes", "metrics/modes_reverse_kl"} <= tags
+        # the swept keys are marked as differing, so TensorBoard's HPARAMS shows them first
+        assert {i.name for i in hp["_hparams_/experiment"].experiment.hparam_infos if i.differs} == {"loss", "seed"}
         start = hp["_hparams_/session_start_info"].session_start_info.hparams
         assert start["loss"].string_value == n.split("_")[1].split("-")[1] and start["seed"].number_value == int(n[-1])
     table = summarise(group_runs([load_run(p) for p in find_runs([sweep])]), sort="modes_reverse_kl")

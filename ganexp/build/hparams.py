@@ -6,7 +6,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ganexp.rundir.layout import RUN_KEYS, override_key
+from ganexp.rundir.layout import RUN_KEYS, SWEPT_ENV, override_key
+from ganexp.rundir.tb_hparams import HParams
 
 def override_hparams(overrides: list[str]) -> dict[str, Any]:
     """``key=value`` command-line overrides as hparams (numbers as numbers, lists as text)."""
@@ -27,19 +28,27 @@ def override_hparams(overrides: list[str]) -> dict[str, Any]:
     return hp
 
 
-def hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The run's hparams: the group choices, the main numbers, every command-line override."""
+def hparams(cfg: DictConfig) -> HParams:
+    """The run's hparams: the group choices, the main numbers, every command-line override; in a
+    multirun the swept keys first and marked as ``swept`` (TensorBoard's HPARAMS then shows them)."""
     hp: dict[str, Any] = {}
     overrides: list[str] = []
+    swept: set[str] = set()
     try:
+        import os
+
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
         hc = HydraConfig.get()
         hp.update({k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/") and v})
         overrides = list(hc.overrides.task)
+        if hc.mode == RunMode.MULTIRUN:  # swept on the command line, or by the sweeper's params (a preset)
+            swept = set(filter(None, os.environ.get(SWEPT_ENV, "").split(","))) | set((hc.sweeper.get("params") or {}).keys())
     except ValueError:  # not under @hydra.main (tests, notebooks)
         pass
     hp.update({"lr_g": cfg.optimizer.g.lr, "lr_d": cfg.optimizer.d.lr, "d_steps": cfg.optimizer.d_steps,
                "batch_size": cfg.train.batch_size, "seed": cfg.seed, "tricks": ",".join(cfg.tricks or {}) or "none"})
     hp.update(override_hparams(overrides))
-    return hp
+    first = [k for k in hp if k in swept]
+    return HParams({k: hp[k] for k in [*first, *(k for k in hp if k not in swept)]}, swept=first)

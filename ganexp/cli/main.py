@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -18,6 +19,7 @@ from ganexp.cli.argv import check_overrides, config_error_line, launch_args, par
 from ganexp.engine import launch
 from ganexp.errors import ConfigError, GanexpError, TrainingDiverged
 from ganexp.rundir.console import console, log, say
+from ganexp.rundir.summary import eval_summary, run_line
 from ganexp.study import sweep
 
 sweep.register_resolver()  # ${ganexp_job_name:} names sweep folders
@@ -93,7 +95,7 @@ def train_task(cfg: DictConfig) -> float | None:
                           "(e.g. fid_clf, modes_reverse_kl) with metrics=[...] that compute it"))
     if multirun:
         sweep.set_threads(hc)
-    run = None
+    run, final, t0 = None, None, time.perf_counter()
     try:
         run = build_run(cfg)
         if cfg.resume:
@@ -114,7 +116,7 @@ def train_task(cfg: DictConfig) -> float | None:
         console.print(f"[bold red]job failed:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         log.error(msg, extra={"ganexp_shown": True})
         return _objective(cfg, None)
-    say(f"done: {run.out_dir}  (tensorboard --logdir {run.out_dir.parent})")
+    say(run_line(final, time.perf_counter() - t0, run.out_dir, run.best_metric))
     return _objective(cfg, final)
 
 
@@ -155,7 +157,10 @@ def eval_main(cfg: DictConfig) -> None:
     except GanexpError as e:
         _fail(e)
     print_table(values, cfg.ckpt)
-    say(f"wrote {out}")
+    import json
+
+    report = json.loads(out.read_text())  # the step and seconds evaluate() recorded
+    say(eval_summary(values, report["step"], report["seconds"], out))
 
 
 #: Subcommand -> its Hydra entry point; each composes conf/<subcommand>.yaml.

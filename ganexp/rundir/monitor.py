@@ -12,11 +12,12 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid, save_image
 
 from ganexp.rundir import files, folder
 from ganexp.rundir.console import console, say
+from ganexp.rundir.summary import eval_line
+from ganexp.rundir.tb_hparams import hparams_summaries
 
 def image_grid(x: Tensor, nrow: int | None = None) -> Tensor:
     """(N, C, H, W) in [-1, 1] -> one CHW grid in [0, 1]."""
@@ -108,11 +109,11 @@ class Monitor:
     @_writes
     def hparams(self, hp: dict, final: dict) -> None:
         """Hparams summaries in the run's own event file (add_hparams would open a second run). The
-        HPARAMS metrics are the final losses and every ``metrics/...`` scalar the run logged, so
-        TensorBoard's table ranks a sweep's runs by them. Written when the run ends."""
-        clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hp.items()}
-        tags = {t: 0.0 for t in final if t in ("loss/d", "loss/g") or t.startswith("metrics/")}
-        for s in hparams(clean, tags):
+        HPARAMS metrics are the final losses and every ``metrics/...`` scalar the run logged (scores,
+        then floors, then losses: the table shows the first five), so TensorBoard's table ranks a
+        sweep's runs by them; ``hp.swept`` (an ``HParams``) are marked as the keys that differ.
+        Written when the run ends."""
+        for s in hparams_summaries(hp, final):
             self.writer.file_writer.add_summary(s)
 
     def elapsed(self) -> float:
@@ -165,9 +166,13 @@ class Monitor:
 
     @_writes
     def metrics(self, step: int, values: dict[str, float]) -> None:
+        """An evaluation: TensorBoard, stats.jsonl, and one line on the console and in train.log with
+        every metric beside its floor or real value (``eval @ 1500: fid_clf 31.2 (floor 1.09) ...``)."""
         for k, v in values.items():
             self.writer.add_scalar(f"metrics/{k}", v, step)
         self.stats(step, {f"metrics/{k}": v for k, v in values.items()})
+        if values:
+            say(eval_line(step, values))
 
     def provenance(self, record: dict) -> None:
         """Adds this process's record to ``provenance.json`` (a launch, then one per resume)."""

@@ -2,19 +2,18 @@
 status, and its logged history), without importing torch."""
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ganexp.errors import GanexpError
-from ganexp.rundir.layout import METRICS_JSON, read_metrics
+from ganexp.rundir.layout import METRICS_JSON, STATS_JSONL, number, read_metrics, read_stats
 
 #: Any of these makes a folder a run folder.
-MARKERS = (METRICS_JSON, "stats.jsonl", ".hydra/overrides.yaml")
+MARKERS = (METRICS_JSON, STATS_JSONL, ".hydra/overrides.yaml")
 
 
 class CompareError(GanexpError):
@@ -29,6 +28,8 @@ class RunRecord:
     final: dict[str, float]  # final metrics by display name (no `metrics/` prefix)
     history: dict[str, dict[int, float]]  # every logged key (as logged) -> {step: value}
     error: str = ""
+    seconds: dict[int, float] = field(default_factory=dict)  # step -> training seconds (stats.jsonl's time)
+    images_per_step: float | None = None  # real images D sees per step: train.batch_size x optimizer.d_steps
 
 
 def display_name(key: str) -> str:
@@ -64,30 +65,36 @@ def find_runs(paths) -> list[Path]:
     return list(unique.values())
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _final_key(k: str) -> bool:
     return k.startswith("metrics/") or k in ("loss/d", "loss/g")
 
 
-def read_stats(path: Path) -> dict[str, dict[int, float]]:
-    """{name: {step: value}} from stats.jsonl; for each step the last line that has a value wins
-    (a resumed run re-logs steps), and lines that do not parse (a crash mid-write) are skipped."""
-    history: dict[str, dict[int, float]] = {}
-    if not path.is_file():
-        return history
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-            step = int(rec["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        for k, v in rec.items():
-            if k not in ("step", "time") and _number(v):
-                history.setdefault(k, {})[step] = float(v)
-    return history
+def _images_per_step(path: Path) -> float | None:
+    """train.batch_size (the global batch) x optimizer.d_steps from the run's resolved config."""
+    try:
+        cfg = yaml.safe_load(path.read_text())
+        b, d = cfg["train"]["batch_size"], (cfg.get("optimizer") or {}).get("d_steps", 1)
+        return float(b) * float(d)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+#: What --x and --reach measure a run's progress in.
+X_UNITS = ("step", "images", "seconds")
+
+
+def x_of(run: RunRecord, steps, unit: str) -> list[float]:
+    """The steps of ``run`` as training steps, real images seen by D, or training seconds."""
+    if unit == "step":
+        return [float(s) for s in steps]
+    if unit == "images":
+        if run.images_per_step is None:
+            raise CompareError(f"--x images needs train.batch_size in {run.path / '.hydra' / 'config.yaml'}")
+        return [s * run.images_per_step for s in steps]
+    missing = [s for s in steps if s not in run.seconds]
+    if missing:
+        raise CompareError(f"--x seconds: {run.path / 'stats.jsonl'} has no time at step {missing[0]}")
+    return [run.seconds[s] for s in steps]
 
 
 def _overrides(path: Path) -> dict[str, str]:
@@ -111,12 +118,14 @@ def load_run(path) -> RunRecord:
     """One run folder as a record: final values from metrics.json, or from the last logged values
     of stats.jsonl when the run is still going (or was killed before writing metrics.json)."""
     path = Path(path)
-    history = read_stats(path / "stats.jsonl")
+    seconds: dict[int, float] = {}
+    history = read_stats(path / "stats.jsonl", seconds)
     data = read_metrics(path)
     if data is not None:
-        final = {display_name(k): float(v) for k, v in data.items() if _final_key(k) and _number(v)}
+        final = {display_name(k): float(v) for k, v in data.items() if _final_key(k) and number(v)}
         status, error = str(data.get("status", "done")), str(data.get("error", ""))
     else:  # still running, or killed before metrics.json: the last logged values
         final = {display_name(k): h[max(h)] for k, h in history.items() if _final_key(k)}
         status, error = ("running" if history else "empty"), ""
-    return RunRecord(path, _overrides(path / ".hydra" / "overrides.yaml"), status, final, history, error)
+    return RunRecord(path, _overrides(path / ".hydra" / "overrides.yaml"), status, final, history, error,
+                     seconds, _images_per_step(path / ".hydra" / "config.yaml"))

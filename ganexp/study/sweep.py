@@ -13,11 +13,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ganexp.rundir import files
-from ganexp.rundir.layout import METRICS_JSON, RUN_KEYS, override_key, read_metrics
+from ganexp.rundir.layout import METRICS_JSON, RUN_KEYS, SWEPT_ENV, override_key, read_metrics  # noqa: F401 (SWEPT_ENV: used by cli)
 
-#: The keys swept on the command line (set by `ganexp` before Hydra parses argv; inherited by
-#: the processes of parallel launchers).
-SWEPT_ENV = "GANEXP_SWEPT"
 
 
 def _safe(text: str) -> str:
@@ -81,26 +78,48 @@ def record_failure(out_dir: Path, error: str) -> None:
 LAST: dict[str, Any] | None = None
 
 
-def count_jobs(sweep_dir: Path) -> dict[str, Any]:
-    """Counts of a sweep's jobs by how they ended, from each job folder's metrics.json."""
-    jobs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: p.name) if sweep_dir.is_dir() else []
-    out: dict[str, Any] = {"dir": str(sweep_dir), "done": [], "failed": [], "skipped": []}
+def count_jobs(sweep_dir: Path, metric: str | None = None) -> dict[str, Any]:
+    """Counts of a sweep's jobs by how they ended, from each job folder's metrics.json, and each
+    finished job's final ``metrics/<metric>`` (``values``, in job order)."""
+    jobs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: _natural(p.name)) if sweep_dir.is_dir() else []
+    out: dict[str, Any] = {"dir": str(sweep_dir), "done": [], "failed": [], "skipped": [], "values": {}}
     for job in jobs:
         saved = read_metrics(job)
         status = None if saved is None else saved.get("status", "done")
         kind = "done" if status == "done" else "failed" if status in ("failed", "diverged") else "skipped"
         out[kind].append(job.name)
+        if metric and kind == "done" and isinstance(saved.get(f"metrics/{metric}"), (int, float)):
+            out["values"][job.name] = saved[f"metrics/{metric}"]
     return out
 
 
+def _natural(name: str) -> list:  # 10_... after 9_...
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def values_text(metric: str, mode: str, values: dict[str, float]) -> str:
+    """``fid_clf per job: 0_loss-gan_seed-0 31.2, ...; best 1_... 29.8`` (lowest for mode min)."""
+    if not values:
+        return ""
+    from ganexp.rundir.summary import num
+
+    best = (min if mode == "min" else max)(values, key=values.get)
+    return (f"; {metric} per job: " + ", ".join(f"{k} {num(v)}" for k, v in values.items())
+            + f"; best {best} {num(values[best])}")
+
+
 class SweepSummary(Callback):
-    """Prints one line when a multirun ends: how many jobs ran, failed and were skipped."""
+    """Prints one line when a multirun ends: how many jobs ran, failed and were skipped and, with
+    ``optimized_metric`` set, each finished job's final value of it and the best job."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global LAST
         from ganexp.rundir.console import console
 
-        LAST = count_jobs(Path(str(config.hydra.sweep.dir)))
+        metric = OmegaConf.select(config, "optimized_metric", default=None)
+        LAST = count_jobs(Path(str(config.hydra.sweep.dir)), metric)
         failed = f" ({', '.join(LAST['failed'][:5])}{', ...' if len(LAST['failed']) > 5 else ''})" if LAST["failed"] else ""
+        per_job = values_text(metric, OmegaConf.select(config, "optimized_mode", default="min"), LAST["values"]) if metric else ""
         console.print(f"sweep: {len(LAST['done'])} ran, {len(LAST['failed'])} failed{failed}, "
-                      f"{len(LAST['skipped'])} skipped; {LAST['dir']}  (ganexp compare {LAST['dir']})", highlight=False)
+                      f"{len(LAST['skipped'])} skipped{per_job}; {LAST['dir']}  (ganexp compare {LAST['dir']})",
+                      highlight=False, markup=False, soft_wrap=True)
