@@ -1,8 +1,6 @@
 """The `ganexp` command as a user types it, from a directory outside the repo."""
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +12,7 @@ from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.sample.generate import sample
-from tests.conftest import TINY, make_cfg, read_events
-
-GANEXP = str(Path(sys.executable).with_name("ganexp"))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+from tests.conftest import ENV, GANEXP, TINY, make_cfg, read_events
 
 
 def ganexp(*args, cwd):

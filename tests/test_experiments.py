@@ -2,7 +2,6 @@
 built run, and (offline ones) trains end to end; the sweep preset expands to one job per value."""
 from __future__ import annotations
 
-import io
 import json
 import math
 import subprocess
@@ -12,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from PIL import Image
 from torch.nn.utils import parametrize
 
 from ganexp.build import build_run
@@ -21,39 +19,11 @@ from ganexp.engine import train
 from ganexp.errors import DataError
 from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge
 from ganexp.metrics.modes import mode_coverage
-from tests.conftest import TINY, docs_papers, make_cfg, plain, read_events
-from tests.test_cli import ENV, GANEXP
-from tests.test_data_torchvision import FIX, fake_lmdb, write_celeba, write_cifar
+from tests.conftest import DOWNLOAD, ENV, FIX, GANEXP, TINY, adam, docs_papers, fake_lmdb, make_cfg, plain, preset_run, read_events
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-#: Presets on datasets that need files from the network (tested on small fakes in the real format).
-DOWNLOAD = {"dcgan_cifar10": "cifar10", "dcgan_celeba": "celeba", "dcgan_lsun": "lsun", "sngan_cifar10": "cifar10",
-            "biggan_cifar10": "cifar10"}
 OFFLINE = [p for p in PRESETS if p not in DOWNLOAD]
-
-
-def fake_root(name: str, root: Path, monkeypatch) -> list[str]:
-    """Write a tiny copy of the preset's dataset under root; the overrides that read it."""
-    dataset = DOWNLOAD[name]
-    root.mkdir(parents=True)
-    if dataset == "cifar10":
-        write_cifar(root, monkeypatch=monkeypatch)
-    elif dataset == "celeba":
-        write_celeba(root, monkeypatch)
-    else:
-        buf = io.BytesIO()
-        Image.new("RGB", (80, 70), (128, 128, 128)).save(buf, "JPEG")
-        monkeypatch.setitem(sys.modules, "lmdb", fake_lmdb({b"a": buf.getvalue(), b"b": buf.getvalue()}))
-        monkeypatch.chdir(root)  # torchvision's LSUN writes a key cache into the working directory
-        (root / "bedroom_train_lmdb").mkdir()
-        (root / "bedroom_train_lmdb/data.mdb").write_bytes(b"")
-    return [f"dataset.root={root}"] + (["dataset.num_workers=0"] if dataset in ("celeba", "lsun") else [])
-
-
-def preset_run(name: str, tmp_path: Path, monkeypatch, *overrides: str):
-    extra = fake_root(name, tmp_path / "data", monkeypatch) if name in DOWNLOAD else []
-    return build_run(make_cfg([f"experiment={name}", *extra, *overrides], tmp_path / "run"))
 
 
 #: docs/experiments.md's table: each preset's row and the papers it names.
@@ -89,11 +59,6 @@ def test_download_presets_without_files_say_what_to_do(name, tmp_path, monkeypat
     msg = str(e.value)
     assert "\n" not in msg and str(tmp_path) in msg
     assert msg.endswith(FIX) or "download" in msg
-
-
-def adam(opt, lr, betas):
-    g = opt.param_groups[0]
-    return isinstance(opt, torch.optim.Adam) and g["lr"] == pytest.approx(lr) and tuple(g["betas"]) == pytest.approx(betas)
 
 
 def rmsprop(opt, lr):

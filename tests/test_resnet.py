@@ -17,8 +17,7 @@ from ganexp.metrics.evaluators import ACGANAccuracy
 from ganexp.models.attention import SelfAttention
 from ganexp.models.base import ConditionalBatchNorm
 from ganexp.models.resnet import DBlock, ResNetDiscriminator, ResNetGenerator, VectorBatchNorm
-from tests.conftest import make_cfg
-from tests.test_experiments import adam, preset_run
+from tests.conftest import adam, make_cfg, preset_run
 
 SMALL = ["model=resnet", "generator.ch=8", "discriminator.ch=8"]
 
