@@ -27,6 +27,17 @@ import ganexp.build.schema  # noqa: F401  (registers the typed schema)
 
 torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
 
+#: The config folder the package ships (conf/<group>/<option>.yaml).
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group, as ``ganexp train <group>=...`` accepts them: conf/<group>/*.yaml, sorted."""
+    found = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    assert found, f"no options in conf/{group}"
+    return found
+
+
 #: Overrides that make any run tiny: a few steps, small batches, CPU.
 TINY = ["device=cpu", "train.steps=4", "train.batch_size=8", "train.log_every=2", "train.sample_every=4",
         "train.ckpt_every=4", "train.num_fixed=16"]

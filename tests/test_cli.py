@@ -12,7 +12,7 @@ from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.sample.generate import sample
-from tests.conftest import ENV, GANEXP, TINY, make_cfg, read_events
+from tests.conftest import ENV, GANEXP, TINY, make_cfg, options, read_events
 
 
 def ganexp(*args, cwd):
@@ -31,7 +31,7 @@ def test_help_lists_subcommands_and_groups(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["loss=nope"], "Available options in 'loss'"),
+    (["loss=nope"], "Available options in 'loss':\n\t" + "\n\t".join(options("loss")) + "\n"),
     (["optimizer.d.lr=abc"], "could not be converted to Float"),
     (["optimizer.d.lr=-1"], "error: optimizer.d.lr must be > 0, got -1"),
     (["resume=/does/not/exist.pt"], "error: checkpoint not found: /does/not/exist.pt"),
@@ -208,8 +208,8 @@ def test_commands_and_a_missing_command(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["tricks=[ema,nope]"], "error: tricks=[...]: no option 'nope'. Available options in 'tricks': acgan, checkpoint_swap, diffaugment, dragan, ema,"),
-    (["metrics=[nope]"], "error: metrics=[...]: no option 'nope'. Available options in 'metrics': acgan_acc, default, fid, fid_clf,"),
+    (["tricks=[ema,nope]"], f"error: tricks=[...]: no option 'nope'. Available options in 'tricks': {', '.join(options('tricks'))}\n"),
+    (["metrics=[nope]"], f"error: metrics=[...]: no option 'nope'. Available options in 'metrics': {', '.join(options('metrics'))}\n"),
     (["los=lsgan"], "error: unknown option 'los'; did you mean loss=lsgan?"),
     (["optimiser.d.lr=1e-3"], "did you mean optimizer.d.lr=1e-3?"),
     (["-m", "seed=0,1", "out_dir=x"], "error: out_dir names one run's folder and -m makes one per job"),

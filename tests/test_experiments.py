@@ -6,7 +6,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,10 +18,9 @@ from ganexp.engine import train
 from ganexp.errors import DataError
 from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge
 from ganexp.metrics.modes import mode_coverage
-from tests.conftest import DOWNLOAD, ENV, FIX, GANEXP, TINY, adam, docs_papers, fake_lmdb, make_cfg, plain, preset_run, read_events
+from tests.conftest import CONF, DOWNLOAD, ENV, FIX, GANEXP, TINY, adam, docs_papers, fake_lmdb, make_cfg, options, plain, preset_run, read_events
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+PRESETS = options("experiment")
 OFFLINE = [p for p in PRESETS if p not in DOWNLOAD]
 
 

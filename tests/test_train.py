@@ -8,9 +8,9 @@ from ganexp.engine import checkpoint
 from ganexp.build import build_run
 from ganexp.engine import train
 from ganexp.errors import CheckpointError, ConfigError, GanexpError, TrainingDiverged
-from tests.conftest import make_cfg, read_events
+from tests.conftest import make_cfg, options, read_events
 
-LOSSES = ["gan", "nsgan", "lsgan", "lsgan_pearson", "wgan", "wgan_gp", "hinge"]
+LOSSES = options("loss")
 
 
 @pytest.mark.parametrize("loss", LOSSES)

@@ -3,7 +3,6 @@ tricks combine in a real run, their state survives a resume, the EMA generator s
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +13,9 @@ from ganexp.sample.rebuild import load_generator
 from ganexp.engine import train
 from ganexp.errors import ConfigError
 from ganexp.hooks import Hook
-from tests.conftest import docs_papers, make_cfg, plain, read_events
+from tests.conftest import docs_papers, make_cfg, options, plain, read_events
 
-TRICKS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "tricks").glob("*.yaml"))
+TRICKS = options("tricks")
 #: A loss each trick fits (label tricks need targets), and what it logs to TensorBoard.
 LOSS = {"label_smoothing": "nsgan", "soft_labels": "lsgan", "label_flip": "gan", "label_swap": "nsgan"}
 LOGS = {"instance_noise": "std", "g_layer_noise": "std", "gradient_penalty": "value", "r1": "value", "dragan": "value",
