@@ -67,7 +67,7 @@ def setup_context(G=None, D=None, loss=None, *, batch_size: int = 8, d_steps: in
 
 @pytest.fixture(scope="session")
 def clf_cache(tmp_path_factory):
-    """One classifier cache for the whole test session (trained once, ~15 s on 2 cores)."""
+    """One classifier cache for the whole test session: the digit classifier is trained once."""
     from ganexp.data.digits import digits
     from ganexp.metrics.features import get_extractor
 
