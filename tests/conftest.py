@@ -135,6 +135,46 @@ def is_by_hand(logits: torch.Tensor, splits: int) -> float:
         scores.append((p * (p.log() - p.mean(0, keepdim=True).log())).sum(1).mean().exp())
     return float(torch.stack(scores).mean())
 
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of one TensorBoard scalar of a run folder."""
+    return [(e.step, e.value) for e in read_events(run_dir).Scalars(tag)]
+
+
+# ---------------------------------------------------------------- spies on a run while it trains
+
+def spy(obj, method: str) -> list:
+    """Wrap ``obj.<method>`` on the instance (the engine and the hooks call it through the instance);
+    every call appends (args, result)."""
+    calls, inner = [], getattr(obj, method)
+
+    def wrapper(*args):
+        out = inner(*args)
+        calls.append((args, out))
+        return out
+
+    setattr(obj, method, wrapper)
+    return calls
+
+
+def training_inputs(module: nn.Module) -> list[tuple]:
+    """The positional inputs of every forward of ``module`` in train mode (the training step's calls), detached."""
+    seen = []
+
+    def record(m, args):
+        if m.training:
+            seen.append(tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args))
+
+    module.register_forward_pre_hook(record)
+    return seen
+
+
+def training_outputs(module: nn.Module) -> list[torch.Tensor]:
+    """The output of every forward of ``module`` in train mode, detached."""
+    seen = []
+    module.register_forward_hook(lambda m, args, out: seen.append(out.detach().clone()) if m.training else None)
+    return seen
+
+
 # ---------------------------------------------------------------- the ganexp command in a subprocess
 
 #: The ganexp console script of this interpreter's environment.

@@ -11,8 +11,9 @@ from ganexp.build import build_run
 from ganexp.build.factory import build_dataset
 from ganexp.data.stacked import stack
 from ganexp.engine import train
+from ganexp.sample.rebuild import load_generator
 from ganexp.errors import ConfigError
-from tests.conftest import ENV, GANEXP, load_dataset, make_cfg, write_mnist
+from tests.conftest import ENV, GANEXP, load_dataset, make_cfg, read_events, training_inputs, write_mnist
 
 
 @pytest.mark.parametrize("option, n, res", [("digits", 5000, 28), ("sklearn_digits", 1797, 32)])
@@ -89,10 +90,18 @@ def test_cli_trains_on_each_toy_set_and_the_packaged_digits(tmp_path):
     assert sorted(runs) == sorted(sets)
     for name, run in runs.items():
         final = json.loads((run / "metrics.json").read_text())
-        assert final["step"] == 20 and all(torch.isfinite(torch.tensor(final[k])) for k in ("loss/d", "loss/g")), name
+        acc = read_events(run)
+        for k in ("loss/d", "loss/g"):  # logged every 10 steps; metrics.json holds the last values
+            steps, values = zip(*[(e.step, e.value) for e in acc.Scalars(k)])
+            assert steps == (10, 20) and values[-1] == pytest.approx(final[k], rel=1e-6), name
+        shape = (1, 28, 28) if name == "digits" else (2,)  # the toy sets are 2D points (iris: two features)
+        plot = "samples/grid" if name == "digits" else "samples/scatter"
+        assert [i.step for i in acc.Images(plot)] == [20] and (run / "samples/step_0000020.png").is_file(), name
         state = torch.load(run / "ckpt/last.pt", map_location="cpu", weights_only=False)
-        assert state["data_info"]["name"] == name
-        assert (run / "samples/step_0000020.png").is_file()
+        assert (state["step"], state["data_info"]["name"], tuple(state["data_info"]["shape"])) == (20, name, shape)
+        G, latent, _ = load_generator(str(run), device="cpu")
+        with torch.no_grad():  # the checkpoint's G makes samples of the dataset's shape
+            assert G(*latent.sample(4)).shape == (4, *shape), name
 
 
 def test_cli_missing_dataset_is_one_line(tmp_path):
@@ -107,7 +116,14 @@ def test_tiny_run_in_process_on_conditional_iris(tmp_path):
     """Labels reach a conditional model from a points dataset."""
     run = build_run(make_cfg(["dataset=iris", "model=mlp", "conditional=true", "latent.dim=2"], tmp_path))
     assert run.info.num_classes == 3 and run.G.num_classes == 3
-    assert train(run)["step"] == 4
+    d_in = training_inputs(run.D)
+    train(run)
+    real = d_in[0::3]  # per step: D(real, y), D(fake, y_fake) in D's step, D(fake, y_fake) in G's
+    assert len(real) == 4
+    for x, y in real:  # each real point arrives with its own label from the data set
+        rows = (x[:, None] == run.data.x[None]).all(2)
+        assert all(y[i] in run.data.y[rows[i]] for i in range(len(x)))
+    assert len(torch.cat([y for _, y in real]).unique()) > 1
 
 
 def test_subset_is_stratified_fixed_and_keeps_the_whole_set_for_metrics(tmp_path):

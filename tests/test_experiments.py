@@ -203,8 +203,13 @@ def test_offline_presets_train_end_to_end(name, tmp_path, monkeypatch):
     run = preset_run(name, tmp_path, monkeypatch, *extra)
     g0 = [p.detach().clone() for p in run.G.parameters()]
     final = train(run)
-    assert final["step"] == 4 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])
-    assert json.loads((run.out_dir / "metrics.json").read_text())["step"] == 4
+    saved = json.loads((run.out_dir / "metrics.json").read_text())
+    acc = read_events(run.out_dir)
+    scores = [k for k in final if k.startswith("metrics/")]
+    for k in ("loss/d", "loss/g", *scores):  # the final losses and scores: in TensorBoard at the last step, and in metrics.json
+        last = acc.Scalars(k)[-1]
+        assert (last.step, last.value) == (4, pytest.approx(final[k], rel=1e-6)) and saved[k] == final[k], k
+    assert saved["step"] == 4 and saved["status"] == "done"
     assert any(not torch.equal(a, b) for a, b in zip(g0, run.G.parameters()))
     assert any(type(e).__name__ == "ModeCoverage" for e in run.evaluators) == (name in MODE_PRESETS)
     if name in MODE_PRESETS:  # the logged scores are those of the final sampling G's 256 samples from seed 0

@@ -17,7 +17,7 @@ from ganexp.sample.rebuild import load_generator
 from ganexp.engine import train
 from ganexp.errors import ConfigError
 from ganexp.hooks import Hook
-from tests.conftest import docs_papers, make_cfg, options, plain, read_events
+from tests.conftest import docs_papers, make_cfg, options, plain, read_events, scalars, spy, training_outputs
 
 TRICKS = options("tricks")
 #: A loss each trick fits (label tricks need targets).
@@ -157,29 +157,10 @@ EXTRA = {
 }
 
 
-def spy(obj, method: str) -> list:
-    """Wrap ``obj.<method>`` (on the instance: hooks are called through it); every call appends (args, result)."""
-    calls, inner = [], getattr(obj, method)
-
-    def wrapper(*args):
-        out = inner(*args)
-        calls.append((args, out))
-        return out
-
-    setattr(obj, method, wrapper)
-    return calls
-
-
-def training_inputs(module: nn.Module) -> list[torch.Tensor]:
+def first_inputs(module: nn.Module) -> list[torch.Tensor]:
     """The first input of every forward of ``module`` in train mode (the training step's calls)."""
     seen = []
     module.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()) if m.training else None)
-    return seen
-
-
-def training_outputs(module: nn.Module) -> list[torch.Tensor]:
-    seen = []
-    module.register_forward_hook(lambda m, args, out: seen.append(out.detach().clone()) if m.training else None)
     return seen
 
 
@@ -198,7 +179,7 @@ def twin(m: nn.Module) -> nn.Module:
 
 
 def logged(run, tag: str) -> list[tuple[int, float]]:
-    return [(e.step, e.value) for e in read_events(run.out_dir).Scalars(tag)]
+    return scalars(run.out_dir, tag)
 
 
 def input_grad(D: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -284,7 +265,7 @@ def arm_label_swap(run, trick):
 # --- noise ----------------------------------------------------------------------------------------
 
 def arm_instance_noise(run, trick):
-    raw, fakes, seen = spy(run.data, "sample"), training_outputs(run.G), training_inputs(run.D)
+    raw, fakes, seen = spy(run.data, "sample"), training_outputs(run.G), first_inputs(run.D)
 
     def check():
         assert len(seen) == 3 * STEPS  # per step: D(real), D(fake) in D's step, D(fake) in G's
@@ -337,7 +318,7 @@ def arm_g_dropout(run, trick):
 
 
 def arm_latent_prior(run, trick):
-    zs = training_inputs(run.G)
+    zs = first_inputs(run.G)
 
     def check():
         z = torch.cat(zs)
@@ -601,7 +582,7 @@ def arm_ema(run, trick):
 
 
 def arm_experience_replay(run, trick):
-    fakes, seen = training_outputs(run.G), training_inputs(run.D)
+    fakes, seen = training_outputs(run.G), first_inputs(run.D)
 
     def check():
         assert len(fakes) == STEPS and len(seen) == 3 * STEPS
@@ -713,7 +694,7 @@ def arm_minibatch_stddev(run, trick):
 def arm_pacgan(run, trick):
     first = run.D.body[0]
     raw, fakes = spy(run.data, "sample"), training_outputs(run.G)
-    d_in, packed, d_out = training_inputs(run.D), training_inputs(first), training_outputs(run.D)
+    d_in, packed, d_out = first_inputs(run.D), first_inputs(first), training_outputs(run.D)
 
     def check():
         assert first.in_channels == 2 and len(d_in) == len(packed) == 3 * STEPS
@@ -734,7 +715,7 @@ def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 
 def arm_diffaugment(run, trick):
-    raw, fakes, seen = spy(run.data, "sample"), training_outputs(run.G), training_inputs(run.D)
+    raw, fakes, seen = spy(run.data, "sample"), training_outputs(run.G), first_inputs(run.D)
 
     def check():
         assert len(seen) == 3 * STEPS
