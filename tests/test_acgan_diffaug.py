@@ -14,7 +14,7 @@ from ganexp.hooks import StepContext
 from ganexp.models.mlp import MLPDiscriminator
 from ganexp.tricks.acgan import ACGAN
 from ganexp.tricks.diffaugment import DiffAugment, augment, brightness, cutout, translate
-from tests.conftest import read_events
+from tests.conftest import scalars, spy, training_outputs
 
 
 # --- AC-GAN -----------------------------------------------------------------------------------
@@ -76,11 +76,15 @@ def test_acgan_classifier_learns_two_separable_classes():
 def test_a_conditional_acgan_run_trains_and_logs_the_accuracies(loss, cfg_factory):
     run = build_run(cfg_factory("conditional=true", "discriminator.cond=acgan", f"loss={loss}"))
     assert [t.name for t in run.tricks] == ["acgan"] and run.D.embed is None and run.D.classifier is not None
-    final = train(run)
-    assert final["step"] == 4 and math.isfinite(final["loss/d"])
-    acc = read_events(run.out_dir)
-    for tag in ("trick/acgan/acc_real", "trick/acgan/acc_fake"):
-        assert [e.step for e in acc.Scalars(tag)] == [2, 4]
+    head = run.D.classifier.weight.detach().clone()
+    real, fake = spy(run.data, "sample"), spy(run.latent, "sample")  # each step's batches and their labels
+    logits = training_outputs(run.D.classifier)  # per step: the real batch, the D step's fakes, the G step's fakes
+    train(run)
+    assert len(logits) == 3 * 4 and not torch.equal(head, run.D.classifier.weight)  # the class head trains
+    # the logged accuracies are the head's on the real and the fake batch of the last D step before the log
+    for tag, i, batches in (("acc_real", 0, real), ("acc_fake", 1, fake)):
+        hand = [(logits[3 * s + i].argmax(1) == batches[s][1][1]).float().mean().item() for s in (1, 3)]
+        assert scalars(run.out_dir, f"trick/acgan/{tag}") == [(2, pytest.approx(hand[0])), (4, pytest.approx(hand[1]))]
 
 
 def test_acgan_weights_come_from_the_yaml_and_the_head_is_trained(cfg_factory):

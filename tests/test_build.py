@@ -1,6 +1,4 @@
 """Every option in every group composes and builds; wrong values are rejected up front."""
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
@@ -9,13 +7,7 @@ from omegaconf.errors import ValidationError
 from ganexp.build import build_run
 from ganexp.errors import ConfigError, DataError
 from ganexp.losses import Loss
-from tests.conftest import make_cfg
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+from tests.conftest import make_cfg, options
 
 
 @pytest.mark.parametrize("group", ["loss", "optimizer", "model", "generator", "discriminator", "experiment"])

@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_cfg
+from tests.conftest import GANEXP, make_cfg
 
-GANEXP = str(Path(sys.executable).with_name("ganexp"))
 DATA = Path(__file__).parent / "data"
 
 #: fixture -> the overrides it was trained with (20 steps, seed 0, CPU)

@@ -1,35 +1,19 @@
 """`ganexp compare` over synthetic run folders written in the engine's format (overrides.yaml,
 metrics.json, stats.jsonl); every expected number is computed here from the stats the test wrote."""
 import csv
-import json
 import random
 import statistics
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from ganexp.study import compare, plot as study_plot, runs as study_runs, table as study_table
+from tests.conftest import write_run
 
 STEPS = (10, 20, 30, 40)
 LEVEL = {"gan": (30.0, 5.0), "lsgan": (10.0, 3.0)}  # (fid_clf, is_clf): lsgan better by FID, gan by IS
-
-
-def write_run(d: Path, overrides, lines, status="done", error=None, tail=""):
-    """A run folder as the engine leaves it: metrics.json holds the last logged values (absent: status=None)."""
-    (d / ".hydra").mkdir(parents=True)
-    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (d / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + tail)
-    if status is not None:
-        final = {"status": status, "step": lines[-1]["step"]}
-        for r in lines:
-            final.update({k: v for k, v in r.items() if k not in ("step", "time")})
-        if error:
-            final["error"] = error
-        (d / "metrics.json").write_text(json.dumps(final, indent=2, sort_keys=True))
 
 
 def stats_lines(loss: str, seed: int):

@@ -16,7 +16,7 @@ from ganexp.engine import train
 from ganexp.data import LoaderData
 from ganexp.data.stream import image_transform
 from ganexp.errors import DataError
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, read_events, spy, training_inputs
 
 COLOURS = {"cats": (255, 255, 255), "dogs": (0, 0, 0)}
 
@@ -120,7 +120,14 @@ def test_conditional_dcgan_trains_on_a_folder(tmp_path):
                     "dataset.num_workers=0", "conditional=true", "train.batch_size=4"], tmp_path / "run")
     run = build_run(cfg)
     assert run.G.num_classes == 2 and run.G(*run.latent.sample(2)).shape == (2, 3, 16, 16)
-    assert train(run)["step"] == 4
+    real, d_in = spy(run.data, "sample"), training_inputs(run.D)
+    train(run)
+    for s in range(4):  # D judges each real image with its folder's label
+        assert torch.equal(d_in[3 * s][0], real[s][1][0]) and torch.equal(d_in[3 * s][1], real[s][1][1])
+    assert set(torch.cat([labels for _, (_, labels) in real]).tolist()) == {0, 1}
+    # a row per class: 16 fixed latents, 8 of each of the 2 classes, 16 px images 2 px apart
+    (grid,) = read_events(run.out_dir).Images("samples/grid")
+    assert (grid.width, grid.height) == (8 * 18 + 2, 2 * 18 + 2)
 
 
 @pytest.mark.parametrize("setup, fragment", [

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,17 +11,14 @@ from ganexp.build import build_run
 from ganexp.build.factory import build_dataset
 from ganexp.data.stacked import stack
 from ganexp.engine import train
+from ganexp.sample.rebuild import load_generator
 from ganexp.errors import ConfigError
-from tests.conftest import make_cfg
-from tests.test_data_torchvision import load, write_mnist
-
-GANEXP = str(Path(sys.executable).with_name("ganexp"))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+from tests.conftest import ENV, GANEXP, load_dataset, make_cfg, read_events, training_inputs, write_mnist
 
 
 @pytest.mark.parametrize("option, n, res", [("digits", 5000, 28), ("sklearn_digits", 1797, 32)])
 def test_packaged_digits_uint8_on_device_in_unit_range(option, n, res):
-    data = load(option)
+    data = load_dataset(option)
     assert data.x.shape == (n, 1, res, res) and data.x.dtype == torch.uint8
     assert (data.info.kind, data.info.shape, data.info.num_classes) == ("image", (1, res, res), 10)
     assert torch.bincount(data.y).min() > n / 10 * 0.8  # all ten digits, roughly balanced
@@ -36,7 +30,7 @@ def test_packaged_digits_uint8_on_device_in_unit_range(option, n, res):
 def test_sklearn_digits_keep_their_grey_levels():
     from sklearn.datasets import load_digits
 
-    native = load("sklearn_digits", "dataset.resolution=8")
+    native = load_dataset("sklearn_digits", "dataset.resolution=8")
     ref = torch.tensor(load_digits().images * 255 / 16).round()
     assert torch.equal(native.x[:, 0].double(), ref)
 
@@ -62,7 +56,7 @@ def test_stack_puts_one_digit_per_channel_and_labels_the_mode():
 
 
 def test_stacked_mnist_from_packaged_digits_covers_the_1000_modes():
-    data = load("stacked_mnist", "dataset.num_samples=20000")
+    data = load_dataset("stacked_mnist", "dataset.num_samples=20000")
     assert data.x.shape == (20000, 3, 28, 28) and data.x.dtype == torch.uint8
     assert (data.info.shape, data.info.num_classes) == ((3, 28, 28), 1000)
     counts = torch.bincount(data.y, minlength=1000)
@@ -73,12 +67,12 @@ def test_stacked_mnist_from_packaged_digits_covers_the_1000_modes():
 
 def test_stacked_mnist_on_torchvision_mnist(tmp_path):
     files = write_mnist(tmp_path)
-    data = load("stacked_mnist", "dataset.source=mnist", f"dataset.root={tmp_path}", "dataset.num_samples=50")
+    data = load_dataset("stacked_mnist", "dataset.source=mnist", f"dataset.root={tmp_path}", "dataset.num_samples=50")
     digit = data.x[:, :, 5, 5].long() // 25  # write_mnist fills image i with 25 * label
     assert torch.equal(data.y, digit[:, 0] * 100 + digit[:, 1] * 10 + digit[:, 2])
     assert set(digit.flatten().tolist()) <= set(files["train"][1].tolist())
     with pytest.raises(ConfigError, match="dataset.source must be one of"):
-        load("stacked_mnist", "dataset.source=svhn")
+        load_dataset("stacked_mnist", "dataset.source=svhn")
 
 
 def ganexp(*args, cwd):
@@ -96,10 +90,18 @@ def test_cli_trains_on_each_toy_set_and_the_packaged_digits(tmp_path):
     assert sorted(runs) == sorted(sets)
     for name, run in runs.items():
         final = json.loads((run / "metrics.json").read_text())
-        assert final["step"] == 20 and all(torch.isfinite(torch.tensor(final[k])) for k in ("loss/d", "loss/g")), name
+        acc = read_events(run)
+        for k in ("loss/d", "loss/g"):  # logged every 10 steps; metrics.json holds the last values
+            steps, values = zip(*[(e.step, e.value) for e in acc.Scalars(k)])
+            assert steps == (10, 20) and values[-1] == pytest.approx(final[k], rel=1e-6), name
+        shape = (1, 28, 28) if name == "digits" else (2,)  # the toy sets are 2D points (iris: two features)
+        plot = "samples/grid" if name == "digits" else "samples/scatter"
+        assert [i.step for i in acc.Images(plot)] == [20] and (run / "samples/step_0000020.png").is_file(), name
         state = torch.load(run / "ckpt/last.pt", map_location="cpu", weights_only=False)
-        assert state["data_info"]["name"] == name
-        assert (run / "samples/step_0000020.png").is_file()
+        assert (state["step"], state["data_info"]["name"], tuple(state["data_info"]["shape"])) == (20, name, shape)
+        G, latent, _ = load_generator(str(run), device="cpu")
+        with torch.no_grad():  # the checkpoint's G makes samples of the dataset's shape
+            assert G(*latent.sample(4)).shape == (4, *shape), name
 
 
 def test_cli_missing_dataset_is_one_line(tmp_path):
@@ -114,19 +116,26 @@ def test_tiny_run_in_process_on_conditional_iris(tmp_path):
     """Labels reach a conditional model from a points dataset."""
     run = build_run(make_cfg(["dataset=iris", "model=mlp", "conditional=true", "latent.dim=2"], tmp_path))
     assert run.info.num_classes == 3 and run.G.num_classes == 3
-    assert train(run)["step"] == 4
+    d_in = training_inputs(run.D)
+    train(run)
+    real = d_in[0::3]  # per step: D(real, y), D(fake, y_fake) in D's step, D(fake, y_fake) in G's
+    assert len(real) == 4
+    for x, y in real:  # each real point arrives with its own label from the data set
+        rows = (x[:, None] == run.data.x[None]).all(2)
+        assert all(y[i] in run.data.y[rows[i]] for i in range(len(x)))
+    assert len(torch.cat([y for _, y in real]).unique()) > 1
 
 
 def test_subset_is_stratified_fixed_and_keeps_the_whole_set_for_metrics(tmp_path):
     """dataset.subset=0.1 trains on 500 of the 5,000 digits, 50 per class, the same 500 in every run
     (whatever the seed); the metrics still take the whole set as their reference."""
-    part = load("digits", "dataset.subset=0.1")
+    part = load_dataset("digits", "dataset.subset=0.1")
     assert len(part) == 500 and len(part.full) == 5000
     assert torch.bincount(part.y).tolist() == [50] * 10
     rows = {tuple(r) for r in part.full.x.flatten(1).tolist()}
     assert all(tuple(r) in rows for r in part.x.flatten(1).tolist())  # real digits of the full set
-    assert torch.equal(load("digits", "dataset.subset=500").x, part.x)  # a count, the same subset
-    assert len(load("digits", "dataset.subset=37")) == 37
+    assert torch.equal(load_dataset("digits", "dataset.subset=500").x, part.x)  # a count, the same subset
+    assert len(load_dataset("digits", "dataset.subset=37")) == 37
     run = build_run(make_cfg(["dataset.subset=0.1", "metrics=[default]", "seed=3"], tmp_path))
     assert torch.equal(run.data.x, part.x)
     assert run.evaluators[0].metrics[0].data is run.data.full and len(run.data.full) == 5000
@@ -135,7 +144,7 @@ def test_subset_is_stratified_fixed_and_keeps_the_whole_set_for_metrics(tmp_path
 @pytest.mark.parametrize("value", ["0", "1.5", "5001", "abc", "0.00001"])
 def test_subset_out_of_range_is_one_line(value):
     with pytest.raises(ConfigError, match=r"^dataset.subset=.*(give a fraction in \(0, 1\)|a whole count from 1 to 5000)"):
-        load("digits", f"dataset.subset={value}")
+        load_dataset("digits", f"dataset.subset={value}")
 
 
 def test_streamed_subset_draws_a_fixed_part(tmp_path):

@@ -6,8 +6,6 @@ import json
 import math
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,9 +17,7 @@ from ganexp.data.toy import ring_centers
 from ganexp.engine import train
 from ganexp.metrics.features import get_extractor
 from ganexp.metrics.realdata import real
-from tests.conftest import fid_by_hand, is_by_hand, make_cfg, read_events
-
-GANEXP = str(Path(sys.executable).with_name("ganexp"))
+from tests.conftest import GANEXP, fid_by_hand, is_by_hand, make_cfg, read_events
 
 
 @pytest.fixture(scope="module")

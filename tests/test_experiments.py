@@ -2,17 +2,14 @@
 built run, and (offline ones) trains end to end; the sweep preset expands to one job per value."""
 from __future__ import annotations
 
-import io
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
-from PIL import Image
 from torch.nn.utils import parametrize
 
 from ganexp.build import build_run
@@ -21,39 +18,10 @@ from ganexp.engine import train
 from ganexp.errors import DataError
 from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge
 from ganexp.metrics.modes import mode_coverage
-from tests.conftest import TINY, docs_papers, make_cfg, plain, read_events
-from tests.test_cli import ENV, GANEXP
-from tests.test_data_torchvision import FIX, fake_lmdb, write_celeba, write_cifar
+from tests.conftest import CONF, DOWNLOAD, ENV, FIX, GANEXP, TINY, adam, docs_papers, fake_lmdb, make_cfg, options, plain, preset_run, read_events
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-#: Presets on datasets that need files from the network (tested on small fakes in the real format).
-DOWNLOAD = {"dcgan_cifar10": "cifar10", "dcgan_celeba": "celeba", "dcgan_lsun": "lsun", "sngan_cifar10": "cifar10",
-            "biggan_cifar10": "cifar10"}
+PRESETS = options("experiment")
 OFFLINE = [p for p in PRESETS if p not in DOWNLOAD]
-
-
-def fake_root(name: str, root: Path, monkeypatch) -> list[str]:
-    """Write a tiny copy of the preset's dataset under root; the overrides that read it."""
-    dataset = DOWNLOAD[name]
-    root.mkdir(parents=True)
-    if dataset == "cifar10":
-        write_cifar(root, monkeypatch=monkeypatch)
-    elif dataset == "celeba":
-        write_celeba(root, monkeypatch)
-    else:
-        buf = io.BytesIO()
-        Image.new("RGB", (80, 70), (128, 128, 128)).save(buf, "JPEG")
-        monkeypatch.setitem(sys.modules, "lmdb", fake_lmdb({b"a": buf.getvalue(), b"b": buf.getvalue()}))
-        monkeypatch.chdir(root)  # torchvision's LSUN writes a key cache into the working directory
-        (root / "bedroom_train_lmdb").mkdir()
-        (root / "bedroom_train_lmdb/data.mdb").write_bytes(b"")
-    return [f"dataset.root={root}"] + (["dataset.num_workers=0"] if dataset in ("celeba", "lsun") else [])
-
-
-def preset_run(name: str, tmp_path: Path, monkeypatch, *overrides: str):
-    extra = fake_root(name, tmp_path / "data", monkeypatch) if name in DOWNLOAD else []
-    return build_run(make_cfg([f"experiment={name}", *extra, *overrides], tmp_path / "run"))
 
 
 #: docs/experiments.md's table: each preset's row and the papers it names.
@@ -89,11 +57,6 @@ def test_download_presets_without_files_say_what_to_do(name, tmp_path, monkeypat
     msg = str(e.value)
     assert "\n" not in msg and str(tmp_path) in msg
     assert msg.endswith(FIX) or "download" in msg
-
-
-def adam(opt, lr, betas):
-    g = opt.param_groups[0]
-    return isinstance(opt, torch.optim.Adam) and g["lr"] == pytest.approx(lr) and tuple(g["betas"]) == pytest.approx(betas)
 
 
 def rmsprop(opt, lr):
@@ -240,8 +203,13 @@ def test_offline_presets_train_end_to_end(name, tmp_path, monkeypatch):
     run = preset_run(name, tmp_path, monkeypatch, *extra)
     g0 = [p.detach().clone() for p in run.G.parameters()]
     final = train(run)
-    assert final["step"] == 4 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])
-    assert json.loads((run.out_dir / "metrics.json").read_text())["step"] == 4
+    saved = json.loads((run.out_dir / "metrics.json").read_text())
+    acc = read_events(run.out_dir)
+    scores = [k for k in final if k.startswith("metrics/")]
+    for k in ("loss/d", "loss/g", *scores):  # the final losses and scores: in TensorBoard at the last step, and in metrics.json
+        last = acc.Scalars(k)[-1]
+        assert (last.step, last.value) == (4, pytest.approx(final[k], rel=1e-6)) and saved[k] == final[k], k
+    assert saved["step"] == 4 and saved["status"] == "done"
     assert any(not torch.equal(a, b) for a, b in zip(g0, run.G.parameters()))
     assert any(type(e).__name__ == "ModeCoverage" for e in run.evaluators) == (name in MODE_PRESETS)
     if name in MODE_PRESETS:  # the logged scores are those of the final sampling G's 256 samples from seed 0

@@ -5,6 +5,7 @@ from torch import nn
 
 from ganexp.hooks import StepContext
 from ganexp.losses import GAN, LSGAN, NSGAN, WGAN, WGANGP, Hinge
+from tests.conftest import Linear2D
 
 D_REAL = torch.tensor([2.0, -1.0])
 D_FAKE = torch.tensor([0.5, -1.5])
@@ -40,17 +41,6 @@ def test_bce_losses_are_stable_on_large_logits():
     assert torch.isfinite(NSGAN().d_loss(big, -big, t))
     # -log sigmoid(-200) = 200 exactly in log-sum-exp form; sigmoid-then-log would give inf
     assert NSGAN().g_loss(torch.tensor([-200.0]), t).item() == pytest.approx(200.0)
-
-
-class Linear2D(nn.Module):
-    """D(x) = w . x: its input gradient is w everywhere."""
-
-    def __init__(self, w):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(w))
-
-    def forward(self, x, y=None):
-        return x @ self.w
 
 
 def test_wgan_gp_adds_lambda_times_gradient_penalty():

@@ -14,7 +14,8 @@ from ganexp.errors import ConfigError
 from ganexp.metrics.cache import dataset_fingerprint
 from ganexp.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from ganexp.models.base import RelaxedBernoulli
-from tests.conftest import make_cfg
+from ganexp.sample.rebuild import load_generator
+from tests.conftest import make_cfg, spy, training_inputs, training_outputs
 
 K, Z = 10, 8
 SHAPE = (1, 16, 16)
@@ -125,9 +126,23 @@ def test_each_conditioning_variant_builds_and_trains(model, g_cond, d_cond, tric
     if d_cond == "concat":
         assert width(first_layer(run.D)) == (1 + K if model == "dcgan" else 256 + K)
     g0 = [p.detach().clone() for p in run.G.parameters()]
-    final = train(run)
-    assert final["step"] == 4 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])
+    real, g_in, d_in = spy(run.data, "sample"), training_inputs(run.G), training_inputs(run.D)
+    train(run)
     assert any(not torch.equal(a, b) for a, b in zip(g0, run.G.parameters()))
+    # the labels reach both players: per step G(z, y), then D(real, its labels), D(fake, y) in D's step and in G's
+    assert len(g_in) == 4 and len(d_in) == 3 * 4
+    for s in range(4):
+        y = g_in[s][1]
+        assert y.shape == (8,) and torch.equal(d_in[3 * s][1], real[s][1][1])
+        assert torch.equal(d_in[3 * s + 1][1], y) and torch.equal(d_in[3 * s + 2][1], y)
+    assert len(torch.cat([args[1] for args in g_in]).unique()) > 5
+    run.G.eval()
+    z, _ = run.latent.sample(8)
+    with torch.no_grad():  # the trained players answer the label
+        zero, one = torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long)
+        assert not torch.allclose(run.G(z, zero), run.G(z, one))
+        x = run.G(z, zero)
+        assert not torch.allclose(run.D(x, zero), run.D(x, one))
 
 
 def test_concat_features_carry_the_label_for_feature_matching():
@@ -300,6 +315,15 @@ def test_binary_digits_with_a_relaxed_bernoulli_generator_train(model, output, t
     run = build_run(make_cfg([f"model={model}", "dataset.binarize=true", f"generator.output={output}"], tmp_path))
     assert isinstance(run.G.body[-1], RelaxedBernoulli)
     assert run.G.body[-1].straight_through == (output == "straight_through")
-    final = train(run)
-    assert final["step"] == 4 and math.isfinite(final["loss/g"])
+    real, fakes = spy(run.data, "sample"), training_outputs(run.G)
+    train(run)
+    assert all(set(x.unique().tolist()) == {-1.0, 1.0} for _, (x, _) in real)  # D sees binary digits
+    trained = torch.cat(fakes)
+    if output == "straight_through":  # the forward value is the hard sample in training too
+        assert set(trained.unique().tolist()) == {-1.0, 1.0}
+    else:  # relaxed: soft values between the two
+        assert ((trained > -1) & (trained < 1)).float().mean() > 0.5
+    G, latent, _ = load_generator(str(run.out_dir), device="cpu")
+    with torch.no_grad():  # samples are hard {-1, 1} pixels
+        assert set(G.eval()(*latent.sample(16)).unique().tolist()) == {-1.0, 1.0}
     assert (run.out_dir / "samples" / "step_0000004.png").is_file()

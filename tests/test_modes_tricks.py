@@ -12,7 +12,7 @@ from ganexp.engine import train
 from ganexp.hooks import StepContext
 from ganexp.models.base import Maxout
 from ganexp.tricks.pacgan import pack
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, spy
 
 RING = ["experiment=ring8_mlp", "train.sample_every=0"]
 
@@ -54,8 +54,17 @@ def test_packed_d_landscape_in_eval_mode_is_one_value_per_point(cfg_factory):
 def test_per_sample_targets_are_packed_and_a_pacgan_checkpoint_samples_and_resumes(tmp_path):
     over = [*RING, "tricks=[soft_labels,label_flip,pacgan]", "loss=lsgan"]
     run = build_run(make_cfg(over, tmp_path / "a"))
-    final = train(run)
-    assert final["step"] == 4 and torch.isfinite(torch.tensor(final["loss/d"]))
+    assert [t.name for t in run.tricks] == ["soft_labels", "label_flip", "pacgan"]
+    pac = run.tricks[2]
+    drawn, losses = spy(pac, "on_targets"), spy(run.loss, "d_loss")
+    train(run)
+    assert len(drawn) == 2 * 4 and len(losses) == 4  # targets in D's step and in G's; D's loss in D's step
+    for (per_sample, _), packed in drawn:
+        for side in ("real", "fake"):  # soft labels drawn per sample (then flipped), one per pack of 2: its first sample's
+            assert getattr(per_sample, side).shape == (8,)
+            assert torch.equal(getattr(packed, side), getattr(per_sample, side)[0::2])
+    for s, ((d_real, d_fake, t), _) in enumerate(losses):  # LSGAN gets one logit and one target per pack
+        assert t is drawn[2 * s][1] and d_real.shape == d_fake.shape == t.real.shape == (4,)
     G, _, _ = load_generator(str(tmp_path / "a"), device="cpu")
     assert all(torch.equal(G.state_dict()[k], v) for k, v in run.G.state_dict().items())
     resumed = build_run(make_cfg([*over, "train.steps=6", f"resume={tmp_path / 'a'}"], tmp_path / "b"))

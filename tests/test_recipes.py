@@ -20,8 +20,7 @@ from ganexp.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganexp.tricks.ema import EMA
 from ganexp.tricks import penalties
 from ganexp.tricks.penalties import DRAGAN, R1, GradientPenalty
-from tests.conftest import make_cfg, setup_context
-from tests.test_losses import Linear2D
+from tests.conftest import Linear2D, make_cfg, setup_context
 
 
 RING = ["dataset=ring8", "model=mlp"]

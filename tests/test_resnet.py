@@ -17,8 +17,7 @@ from ganexp.metrics.evaluators import ACGANAccuracy
 from ganexp.models.attention import SelfAttention
 from ganexp.models.base import ConditionalBatchNorm
 from ganexp.models.resnet import DBlock, ResNetDiscriminator, ResNetGenerator, VectorBatchNorm
-from tests.conftest import make_cfg
-from tests.test_experiments import adam, preset_run
+from tests.conftest import adam, make_cfg, preset_run, read_events, training_inputs, training_outputs
 
 SMALL = ["model=resnet", "generator.ch=8", "discriminator.ch=8"]
 
@@ -65,8 +64,13 @@ def test_resnet_trains_on_the_28px_digits_with_each_loss(loss, conditional, cfg_
     assert run.info.shape == (1, 28, 28) and len(run.G.blocks) == 2  # 7 -> 14 -> 28
     g0, d0 = run.G.linear.weight.detach().clone(), run.D.head.parametrizations.weight.original.detach().clone()
     final = train(run)
-    assert final["step"] == 4 and math.isfinite(final["loss/d"]) and math.isfinite(final["loss/g"])
     assert not torch.equal(g0, run.G.linear.weight) and not torch.equal(d0, run.D.head.parametrizations.weight.original)
+    acc = read_events(run.out_dir)
+    for tag in ("loss/d", "loss/g"):
+        assert [(e.step, e.value) for e in acc.Scalars(tag)][-1] == (4, final[tag])
+    # conditional: a row per class (16 fixed latents hold one of each of the 10); else a 4 x 4 grid (28 px, 2 px apart)
+    (grid,) = acc.Images("samples/grid")
+    assert (grid.width, grid.height) == ((30 + 2, 10 * 30 + 2) if conditional else (4 * 30 + 2, 4 * 30 + 2))
 
 
 def test_a_resolution_resnet_cannot_build_fails_in_one_line():
@@ -201,7 +205,13 @@ def test_pacgan_widens_both_layers_that_read_the_image_and_trains(cfg_factory):
     first = run.D.body[0]
     assert first.c1.in_channels == 2 and first.c_sc.in_channels == 2  # two 1-channel digits per pack
     assert parametrize.is_parametrized(first.c1, "weight") and parametrize.is_parametrized(first.c_sc, "weight")
-    assert train(run)["step"] == 4
+    seen = {name: training_inputs(getattr(first, name)) for name in ("c1", "c_sc")}
+    d_in, d_out = training_inputs(run.D), training_outputs(run.D)
+    train(run)
+    assert len(d_in) == len(d_out) == 3 * 4 and all(o.shape == (4,) for o in d_out)  # a logit per pack of 2
+    for (x, *_), (c1,), (c_sc,) in zip(d_in, seen["c1"], seen["c_sc"], strict=True):
+        packs = torch.cat([x[0::2], x[1::2]], dim=1)  # both read the packs: samples 2k and 2k + 1 side by side in channels
+        assert torch.equal(c1, packs) and torch.equal(c_sc, F.avg_pool2d(packs, 2))  # the shortcut pools first
 
 
 @pytest.mark.parametrize("init", ["xavier", "ortho"])

@@ -1,10 +1,7 @@
 """`ganexp sample mode=steer`: the image edits, learning a walk on a generator known to be
 steerable, and the mode end to end on tiny trained checkpoints."""
 import math
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,10 +15,8 @@ from ganexp.errors import ConfigError
 from ganexp.sample.generate import sample
 from ganexp.models.latent import Latent
 from ganexp.sample.steer import EDITS, brightness, learn, objective, rotate, shift_x, shift_y, zoom
-from tests.conftest import make_cfg
+from tests.conftest import ENV, GANEXP, make_cfg
 
-GANEXP = str(Path(sys.executable).with_name("ganexp"))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
 ALLOWED = "zoom, shift_x, shift_y, brightness, rotate"
 
 

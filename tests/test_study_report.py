@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from ganexp.study import compare, plot as study_plot, runs as study_runs, table as study_table
-from tests.test_study_stats import ring_study
+from tests.conftest import ring_study
 
 COLOURS = {"gan": (200, 30, 30), "hinge": (30, 200, 30), "lsgan": (30, 30, 200)}
 

@@ -6,13 +6,11 @@ import statistics
 import pytest
 
 from ganexp.study import compare, runs as study_runs, stats as st, table as study_table
-from tests.test_compare import write_run
+from tests.conftest import MODES, ring_study
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
 #: A ring study's final modes over 5 seeds (the docs' 7.4 ± 0.55 against 6.8 ± 0.84).
-MODES = {"gan": [7, 8, 7, 7, 8], "hinge": [6, 7, 7, 8, 6], "lsgan": [5, 3, 6, 7, 4]}
-
 
 @pytest.mark.parametrize("df", [1, 2, 4, 6.897, 30, 250])
 def test_student_t_quantile_and_tail_match_scipy(df):
@@ -72,16 +70,6 @@ def test_vs_best_marks_a_group_the_best_does_not_significantly_beat_as_tied():
 ])
 def test_numbers_are_rounded_to_the_std_second_significant_digit(mean, std, text):
     assert st.fmt_pm(mean, std) == text
-
-
-def ring_study(root):
-    """3 losses x 5 seeds with MODES as their final modes."""
-    for loss, values in MODES.items():
-        for seed, v in enumerate(values):
-            write_run(root / f"loss-{loss}_seed-{seed}", [f"loss={loss}", f"seed={seed}"],
-                      [{"step": 1000, "time": 10.0 + seed, "metrics/modes": float(v) - 1},
-                       {"step": 3000, "time": 30.0 + seed, "metrics/modes": float(v)}])
-    return root
 
 
 def test_compare_prints_the_ci_and_the_tied_with_best_mark(tmp_path, capsys):

@@ -1,10 +1,8 @@
 """Studies end to end through the CLI (issue 11): a sweep that compares, HPARAMS with the metrics,
 failing jobs, sweep folders passed back as ckpt=, launchers, Optuna, the default metrics."""
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +16,8 @@ from ganexp.study.runs import find_runs, load_run
 from ganexp.study.table import group_runs
 from ganexp.study.table import tabulate as summarise
 from ganexp.engine import train
-from tests.conftest import make_cfg, read_events
+from tests.conftest import ENV, GANEXP, make_cfg, read_events
 
-GANEXP = str(Path(sys.executable).with_name("ganexp"))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
 RING = ["dataset=ring8", "model=mlp", "latent.dim=2", "generator.hidden=[16]", "discriminator.hidden=[16]",
         "device=cpu", "train.steps=4", "train.batch_size=32", "train.log_every=2", "train.sample_every=0",
         "train.ckpt_every=4", "metrics=[modes]", "eval.every=2", "eval.metrics.modes.num_samples=256"]

@@ -15,8 +15,7 @@ from ganexp.tricks.architecture import (MinibatchDiscrimination, MinibatchDiscri
 from ganexp.tricks.ema import EMA
 from ganexp.tricks.memory import CheckpointSwap, ExperienceReplay
 from ganexp.tricks.vbn import VirtualBatchNorm, VirtualBatchNormTrick
-from tests.test_tricks_units import points_G, set_up
-from tests.conftest import setup_context
+from tests.conftest import points_G, set_up, setup_context
 
 
 def dcgan_pair(**g):

@@ -17,15 +17,9 @@ from ganexp.tricks.labels import LabelFlip, LabelSmoothing, LabelSwap, SoftLabel
 from ganexp.tricks.noise import GDropout, GLayerNoise, InstanceNoise
 from ganexp.tricks.objective import FeatureMatching
 from ganexp.tricks.penalties import DRAGAN, R1, GradientPenalty, HistoricalAveraging, OrthogonalReg, WeightClip
-from tests.test_losses import Linear2D
-from tests.conftest import setup_context
+from tests.conftest import Linear2D, points_G, set_up
 
 CPU = torch.device("cpu")
-
-
-def set_up(trick, **run):
-    trick.setup(setup_context(tricks=[trick], **run))
-    return trick
 
 
 def ctx_for(D, real, fake, G=None, step=0):
@@ -108,10 +102,6 @@ def test_instance_noise_std_follows_its_linear_schedule():
         assert noise.scalars(step) == {"std": pytest.approx(std)}
     assert noise.on_d_input(x, 1000) is x and noise.on_d_input(x, 5000) is x
     assert InstanceNoise(0.3, anneal_steps=0).std_at(10**6) == 0.3
-
-
-def points_G(**kw):
-    return MLPGenerator(shape=(2,), is_image=False, z_dim=4, hidden=[256], **kw)
 
 
 def hidden_output(G, z):
