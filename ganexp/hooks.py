@@ -81,6 +81,9 @@ class Hook:
     #: False when the hook changes G between the D step and the G step (e.g. checkpoint swap),
     #: so the D step's generator forward must not be reused for the G update.
     allows_fake_reuse: bool = True
+    #: True when the hook differentiates D's gradient again (a gradient penalty): SyncBatchNorm has
+    #: no double backward, so train.sync_bn=true refuses such a hook.
+    double_backward: bool = False
 
     def modify_models(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
         """At build time, before optimizers exist: architecture changes (spectral norm, extra layers)."""

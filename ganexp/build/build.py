@@ -55,7 +55,7 @@ def _run_dir(cfg: DictConfig, dist: distributed.Dist | distributed.Single) -> Pa
 
 
 def _sync_bn(cfg: DictConfig, dist: distributed.Dist | distributed.Single, G: nn.Module, D: nn.Module,
-             notes: list[str]) -> tuple[nn.Module, nn.Module]:
+             notes: list[str], hooks: tuple = ()) -> tuple[nn.Module, nn.Module]:
     """train.sync_bn=true: batch norm over the global batch (SyncBatchNorm, same state dict as BatchNorm)."""
     if not cfg.train.sync_bn:
         return G, D
@@ -64,6 +64,10 @@ def _sync_bn(cfg: DictConfig, dist: distributed.Dist | distributed.Single, G: nn
         return G, D
     if dist.device.type != "cuda":
         raise ConfigError("train.sync_bn=true needs CUDA (SyncBatchNorm has no CPU kernel); use device=cuda or drop it")
+    penalties = [h.name if h.name != "loss" else f"the {type(h).__name__} loss" for h in hooks if h.double_backward]
+    if penalties:
+        raise ConfigError(f"train.sync_bn=true cannot train with {', '.join(penalties)}: a gradient penalty needs a double "
+                          f"backward, which SyncBatchNorm lacks; drop train.sync_bn or the penalty")
     return distributed.convert_sync_bn(G), distributed.convert_sync_bn(D)
 
 
@@ -89,7 +93,7 @@ def build_run(cfg: DictConfig) -> Run:
         notes.append(f"note: training on {len(data):,} of the {len(data.full):,} samples of '{info.name}' "
                      f"(dataset.subset); metrics compare against all {len(data.full):,}")
     G, D, loss, tricks = build_models(cfg, info, device)
-    G, D = _sync_bn(cfg, dist, G, D, notes)
+    G, D = _sync_bn(cfg, dist, G, D, notes, (loss, *tricks))
     if cfg.train.channels_last and info.is_image:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     if device.type == "cuda":  # process-wide switches: this process trains one run
@@ -114,7 +118,8 @@ def build_run(cfg: DictConfig) -> Run:
         fixed_z=torch.empty(0), fixed_y=None, out_dir=out_dir, device=device, seed=cfg.seed,
         monitor=(Monitor if dist.is_main else SilentMonitor)(out_dir, sch.steps, sch.log_every),
         config=OmegaConf.to_container(cfg, resolve=True), hparams=hparams(cfg), resume_state=state,
-        evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile, notes=notes,
+        evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile,
+        compile_mode=cfg.train.compile_mode, notes=notes,
         provenance=provenance.collect(device) | {"resumed_from_step": int(state["step"]) if state else 0}
         | ({"ranks": dist.world} if dist.world > 1 else {}),
         lr_schedule=lr_schedule, clip_grad_norm=cfg.optimizer.clip_grad_norm, dist=dist,

@@ -48,6 +48,7 @@ class TrainLoop:
     num_fixed: int = MISSING
     amp: str = MISSING
     compile: bool = MISSING
+    compile_mode: str = MISSING
     sync_bn: bool = MISSING
     channels_last: bool = MISSING
     tf32: bool = MISSING
