@@ -14,13 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import Tensor
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
-from torchvision.utils import make_grid, save_image
+
+if TYPE_CHECKING:  # torch, TensorBoard and torchvision load when a run shows something: `ganexp --help` stays fast
+    from rich.progress import Progress
+    from torch import Tensor
+    from torch.utils.tensorboard import SummaryWriter
 
 from ganexp.rundir import files
 
@@ -118,6 +119,8 @@ class ConsoleHandler(logging.Handler):
 def image_grid(x: Tensor, nrow: int | None = None) -> Tensor:
     """(N, C, H, W) in [-1, 1] -> one CHW grid in [0, 1]."""
     nrow = nrow or max(1, int(len(x) ** 0.5))
+    from torchvision.utils import make_grid
+
     return make_grid(x.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
 
 
@@ -166,9 +169,13 @@ class Monitor:
         """``elapsed``: training seconds of the run before this process (a resume), for stats.jsonl."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # purge_step drops events a crashed run wrote after its last checkpoint (at start_step).
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(str(self.out_dir), purge_step=start_step + 1 if start_step else None)
         self._t0, self._step0, self._elapsed0 = time.perf_counter(), start_step, elapsed
         if self.interactive:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
             self.progress = Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
@@ -182,6 +189,8 @@ class Monitor:
         TensorBoard's table ranks a sweep's runs by them. Written when the run ends."""
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hp.items()}
         tags = {t: 0.0 for t in final if t in ("loss/d", "loss/g") or t.startswith("metrics/")}
+        from torch.utils.tensorboard.summary import hparams
+
         for s in hparams(clean, tags):
             self.writer.file_writer.add_summary(s)
 
@@ -217,6 +226,8 @@ class Monitor:
         self.writer.add_image(tag, grid, step)
         if save_to is not None:
             save_to.parent.mkdir(parents=True, exist_ok=True)
+            from torchvision.utils import save_image
+
             save_image(grid, save_to)
 
     def figure(self, tag: str, fig, step: int, save_to: Path | None = None) -> None:
@@ -275,6 +286,9 @@ class SilentMonitor(Monitor):
 def tensor_dict_to_floats(d: dict[str, Tensor | float]) -> dict[str, float]:
     """One host sync for a whole dict of scalars."""
     keys = list(d)
+    import torch
+    from torch import Tensor
+
     tensors = [d[k] for k in keys if isinstance(d[k], Tensor)]
     vals = iter(torch.stack([t.detach().float().reshape(()).to(tensors[0].device) for t in tensors]).tolist()) if tensors else iter(())
     return {k: (next(vals) if isinstance(d[k], Tensor) else float(d[k])) for k in keys}
