@@ -1,6 +1,7 @@
 """Shared test helpers: compose the real configs, shrunk to a tiny CPU run in tmp_path."""
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -14,8 +15,9 @@ import ganexp.build.schema  # noqa: F401  (registers the typed schema)
 
 torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
 
-#: Overrides that make any run tiny: a few steps, small batches, CPU.
-TINY = ["device=cpu", "train.steps=4", "train.batch_size=8", "train.log_every=2", "train.sample_every=4",
+#: Overrides that make any run tiny: a few steps, small batches, CPU (GANEXP_TEST_DEVICE=cuda: the
+#: GPU check runs a subset of the fast tests on the GPU, scripts/gpu_check.sh).
+TINY = [f"device={os.environ.get('GANEXP_TEST_DEVICE', 'cpu')}", "train.steps=4", "train.batch_size=8", "train.log_every=2", "train.sample_every=4",
         "train.ckpt_every=4", "train.num_fixed=16"]
 
 
