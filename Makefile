@@ -35,8 +35,13 @@ test-all: test test-slow
 fault: $(STAMP)
 	$(PY) scripts/fault_kill.py $(ARGS)
 
+# scripts/bench_train.py; then, when pytorch/examples' dcgan/main.py lies at REF (not part of ganexp:
+# docs/performance.md says where to get it), whole-process pairs against it (scripts/bench_reference.py).
+REF ?= outputs/ref/dcgan_main.py
 bench: $(STAMP)
 	$(PY) scripts/bench_train.py $(ARGS)
+	@if [ -f $(REF) ]; then $(PY) scripts/bench_reference.py --reference $(REF); \
+	else echo "no $(REF): skipping the pytorch/examples comparison (docs/performance.md)"; fi
 
 bench-eval: $(STAMP)
 	$(PY) scripts/bench_eval.py $(ARGS)

@@ -33,7 +33,7 @@ def test_gpu_check_dry_run_passes_from_the_kit_alone(tmp_path):
     env = os.environ | {"OUT": str(out), "GPU_CHECK_PYTHON": str(python), "GPU_CHECK_WHEELS": str(kit),
                         "TMPDIR": str(tmp_path)}
     done = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=1500)
+                          text=True, timeout=2400)
     report = (out / "report.md").read_text()
     assert done.returncode == 0, report + done.stdout[-3000:]
     for name in ("install", "env", "tests", "bench", "digits", "torchrun"):

@@ -2,6 +2,7 @@
 receives plain Python values; the engine never sees the config."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -71,6 +72,25 @@ def _sync_bn(cfg: DictConfig, dist: distributed.Dist | distributed.Single, G: nn
     return distributed.convert_sync_bn(G), distributed.convert_sync_bn(D)
 
 
+#: Below this many parameters (G and D together) a CPU run takes one thread: a 2D MLP GAN's small
+#: matrix products lose more to thread hand-offs than they gain (docs/performance.md, "CPU defaults").
+SMALL_MODEL = 200_000
+
+
+def _threads(threads: int | None, device: torch.device, G: nn.Module, D: nn.Module) -> None:
+    """train.threads, or null: one thread for a small model on the CPU unless OMP_NUM_THREADS says otherwise."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        if sum(p.numel() for m in (G, D) for p in m.parameters()) < SMALL_MODEL:
+            torch.set_num_threads(1)
+
+
+def _channels_last(value: bool | None, device: torch.device) -> bool:
+    """train.channels_last, or null: on the CPU (measured faster for the conv models), off on CUDA (not yet measured)."""
+    return value if value is not None else device.type == "cpu"
+
+
 def build_run(cfg: DictConfig) -> Run:
     """The run ``cfg`` describes: data on its device, G and D with their tricks, the optimizers,
     the metrics, the run folder (prepared and checked) and, with ``resume=``, the checkpoint."""
@@ -94,7 +114,8 @@ def build_run(cfg: DictConfig) -> Run:
                      f"(dataset.subset); metrics compare against all {len(data.full):,}")
     G, D, loss, tricks = build_models(cfg, info, device)
     G, D = _sync_bn(cfg, dist, G, D, notes, (loss, *tricks))
-    if cfg.train.channels_last and info.is_image:
+    _threads(cfg.train.threads, device, G, D)
+    if _channels_last(cfg.train.channels_last, device) and info.is_image:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     if device.type == "cuda":  # process-wide switches: this process trains one run
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(cfg.train.tf32)

@@ -50,7 +50,8 @@ class TrainLoop:
     compile: bool = MISSING
     compile_mode: str = MISSING
     sync_bn: bool = MISSING
-    channels_last: bool = MISSING
+    channels_last: Optional[bool] = MISSING
+    threads: Optional[int] = MISSING
     tf32: bool = MISSING
 
 
