@@ -40,7 +40,8 @@ CASES = {
 def rate(overrides: list[str], threads: int, steps: int, warmup: int, tmp: str) -> float:
     torch.set_num_threads(threads or os.cpu_count())
     with initialize_config_module("ganexp.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "device=cpu", "metrics=[]", f"out_dir={tmp}"])
+        threads_key = [f"train.threads={threads}"] if threads else []  # else train.threads=null decides
+        cfg = compose("train", overrides=[*overrides, *threads_key, "device=cpu", "metrics=[]", f"out_dir={tmp}"])
     run = build_run(cfg)
     hooks = HookSet([run.loss, *run.tricks])
     players = Players(run)

@@ -74,7 +74,7 @@ def main() -> int:
     ratio = statistics.median(r["ganexp"] / r["ref"] for r in rows)
     print(f"median ratio ganexp / reference: {ratio:.2f}  (goal <= 0.80; {os.cpu_count()} cores, load average "
           f"{load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after)")
-    print("ganexp: ganexp train " + " ".join([*GANEXP, *args.extra]))
+    print("ganexp: ganexp train " + " ".join([*GANEXP, f"train.steps={16 * args.epochs}", *args.extra]))
     return 0
 
 
