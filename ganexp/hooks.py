@@ -88,6 +88,9 @@ class Hook:
     #: True when ``after_d_step`` changes D's weights (clipping), so a look-ahead of D's steps
     #: (``unrolled``) that cannot follow it must refuse the combination.
     alters_d_after_step: bool = False
+    #: True when the hook differentiates D's gradient again (a gradient penalty): SyncBatchNorm has
+    #: no double backward, so train.sync_bn=true refuses such a hook.
+    double_backward: bool = False
 
     def modify_models(self, G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
         """At build time, before optimizers exist: architecture changes (spectral norm, extra layers)."""

@@ -40,8 +40,9 @@ def options(group: str) -> list[str]:
     return found
 
 
-#: Overrides that make any run tiny: a few steps, small batches, CPU.
-TINY = ["device=cpu", "train.steps=4", "train.batch_size=8", "train.log_every=2", "train.sample_every=4",
+#: Overrides that make any run tiny: a few steps, small batches, CPU (GANEXP_TEST_DEVICE=cuda: the
+#: GPU check runs a subset of the fast tests on the GPU, scripts/gpu_check.sh).
+TINY = [f"device={os.environ.get('GANEXP_TEST_DEVICE', 'cpu')}", "train.steps=4", "train.batch_size=8", "train.log_every=2", "train.sample_every=4",
         "train.ckpt_every=4", "train.num_fixed=16"]
 
 

@@ -2,6 +2,7 @@
 receives plain Python values; the engine never sees the config."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -56,7 +57,7 @@ def _run_dir(cfg: DictConfig, dist: distributed.Dist | distributed.Single) -> Pa
 
 
 def _sync_bn(cfg: DictConfig, dist: distributed.Dist | distributed.Single, G: nn.Module, D: nn.Module,
-             notes: list[str]) -> tuple[nn.Module, nn.Module]:
+             notes: list[str], hooks: tuple = ()) -> tuple[nn.Module, nn.Module]:
     """train.sync_bn=true: batch norm over the global batch (SyncBatchNorm, same state dict as BatchNorm)."""
     if not cfg.train.sync_bn:
         return G, D
@@ -65,7 +66,30 @@ def _sync_bn(cfg: DictConfig, dist: distributed.Dist | distributed.Single, G: nn
         return G, D
     if dist.device.type != "cuda":
         raise ConfigError("train.sync_bn=true needs CUDA (SyncBatchNorm has no CPU kernel); use device=cuda or drop it")
+    penalties = [h.name if h.name != "loss" else f"the {type(h).__name__} loss" for h in hooks if h.double_backward]
+    if penalties:
+        raise ConfigError(f"train.sync_bn=true cannot train with {', '.join(penalties)}: a gradient penalty needs a double "
+                          f"backward, which SyncBatchNorm lacks; drop train.sync_bn or the penalty")
     return distributed.convert_sync_bn(G), distributed.convert_sync_bn(D)
+
+
+#: Below this many parameters (G and D together) a CPU run takes one thread: a 2D MLP GAN's small
+#: matrix products lose more to thread hand-offs than they gain (docs/performance.md, "CPU defaults").
+SMALL_MODEL = 200_000
+
+
+def _threads(threads: int | None, device: torch.device, G: nn.Module, D: nn.Module) -> None:
+    """train.threads, or null: one thread for a small model on the CPU unless OMP_NUM_THREADS says otherwise."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        if sum(p.numel() for m in (G, D) for p in m.parameters()) < SMALL_MODEL:
+            torch.set_num_threads(1)
+
+
+def _channels_last(value: bool | None, device: torch.device) -> bool:
+    """train.channels_last, or null: on the CPU (measured faster for the conv models), off on CUDA (not yet measured)."""
+    return value if value is not None else device.type == "cpu"
 
 
 def build_run(cfg: DictConfig) -> Run:
@@ -93,8 +117,9 @@ def build_run(cfg: DictConfig) -> Run:
         notes.append(f"note: training on {len(data):,} of the {len(data.full):,} samples of '{info.name}' "
                      f"(dataset.subset); metrics compare against all {len(data.full):,}")
     G, D, loss, tricks = build_models(cfg, info, device)
-    G, D = _sync_bn(cfg, dist, G, D, notes)
-    if cfg.train.channels_last and info.is_image:
+    G, D = _sync_bn(cfg, dist, G, D, notes, (loss, *tricks))
+    _threads(cfg.train.threads, device, G, D)
+    if _channels_last(cfg.train.channels_last, device) and info.is_image:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     if device.type == "cuda":  # process-wide switches: this process trains one run
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(cfg.train.tf32)
@@ -118,7 +143,8 @@ def build_run(cfg: DictConfig) -> Run:
         fixed_z=torch.empty(0), fixed_y=None, out_dir=out_dir, device=device, seed=cfg.seed,
         monitor=(Monitor if dist.is_main else SilentMonitor)(out_dir, sch.steps, sch.log_every),
         config=OmegaConf.to_container(cfg, resolve=True), hparams=hparams(cfg), resume_state=state,
-        evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile, notes=notes,
+        evaluators=evaluators, best_metric=best, amp=AMP[cfg.train.amp], compile=cfg.train.compile,
+        compile_mode=cfg.train.compile_mode, notes=notes,
         provenance=provenance.collect(device) | {"resumed_from_step": int(state["step"]) if state else 0}
         | ({"ranks": dist.world} if dist.world > 1 else {}),
         lr_schedule=lr_schedule, clip_grad_norm=cfg.optimizer.clip_grad_norm, dist=dist,

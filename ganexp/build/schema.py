@@ -48,8 +48,10 @@ class TrainLoop:
     num_fixed: int = MISSING
     amp: str = MISSING
     compile: bool = MISSING
+    compile_mode: str = MISSING
     sync_bn: bool = MISSING
-    channels_last: bool = MISSING
+    channels_last: Optional[bool] = MISSING
+    threads: Optional[int] = MISSING
     tf32: bool = MISSING
 
 

@@ -12,6 +12,8 @@ from ganexp.errors import ConfigError
 
 #: train.amp -> autocast dtype.
 AMP = {"none": None, "bf16": torch.bfloat16}
+#: train.compile_mode -> torch.compile's mode ("default": torch's own).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -40,6 +42,11 @@ def validate(cfg: DictConfig) -> None:
         (cfg.optimized_mode in ("min", "max"), f"optimized_mode must be min or max, got '{cfg.optimized_mode}'"),
         (cfg.train.amp in AMP, f"train.amp must be one of {', '.join(AMP)}, got '{cfg.train.amp}'"
                                + ("; fp16 needs loss scaling that ganexp does not do: use bf16" if cfg.train.amp == "fp16" else "")),
+        (cfg.train.threads is None or cfg.train.threads >= 1, f"train.threads must be >= 1 or null, got {cfg.train.threads}"),
+        (cfg.train.compile_mode in COMPILE_MODES,
+         f"train.compile_mode must be one of {', '.join(COMPILE_MODES)}, got '{cfg.train.compile_mode}'"),
+        (cfg.train.compile or cfg.train.compile_mode == "default",
+         f"train.compile_mode={cfg.train.compile_mode} needs train.compile=true"),
     ]
     for ok, msg in checks:
         if not ok:

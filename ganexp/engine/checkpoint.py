@@ -44,14 +44,26 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The CPU generator, and on CUDA the run's own device generator only (as a one-element list
+    under "cuda"): a CPU run touches no GPU (no CUDA context), and a host with fewer GPUs restores it."""
     s = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        s["cuda"] = [torch.cuda.get_rng_state(device)]
     return s
 
 
-def set_rng_state(s: dict[str, Any]) -> None:
+def cuda_state(s: dict[str, Any], index: int) -> torch.Tensor | None:
+    """The saved CUDA generator state for device ``index``: the one saved (this format), or the
+    index's own of the every-GPU list older checkpoints hold (the last one when it has fewer)."""
+    states = s.get("cuda") or []
+    return states[min(index, len(states) - 1)] if len(states) else None
+
+
+def set_rng_state(s: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        state = cuda_state(s, index)
+        if state is not None:
+            torch.cuda.set_rng_state(state, device)

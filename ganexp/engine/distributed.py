@@ -28,6 +28,7 @@ import torch
 import torch.distributed as tdist
 from torch import Tensor, nn
 
+from ganexp.engine.checkpoint import cuda_state
 from ganexp.engine.launch import device_for_rank, launch_env, resolve_device, slurm_rendezvous
 from ganexp.engine.signals import StopSignals
 from ganexp.errors import ConfigError, GanexpError
@@ -122,9 +123,8 @@ class Dist:
             self.shared.set_state(saved["state"])
         elif saved is None and self.device.type == "cpu":
             self.shared.set_state(rng["torch"])
-        elif saved is None and rng.get("cuda"):
-            states = rng["cuda"]
-            self.shared.set_state(states[min(self.device.index or 0, len(states) - 1)])
+        elif saved is None and self.device.type == "cuda" and rng.get("cuda"):
+            self.shared.set_state(cuda_state(rng, self.device.index or 0))
         torch.manual_seed(rank_seed(seed, self.rank, step))
 
     # ---------------------------------------------------------------- models

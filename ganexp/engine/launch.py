@@ -3,8 +3,7 @@ a Slurm step) and the device a run trains on. Readable before any process group 
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from ganexp.errors import ConfigError, GanexpError
 
@@ -46,7 +45,13 @@ def slurm_rendezvous() -> None:
     env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
 
 
+if TYPE_CHECKING:  # the command line reads launch_env before any torch is loaded (`ganexp train --cfg job`)
+    import torch
+
+
 def device_for_rank(name: str, local_rank: int) -> torch.device:
+    import torch
+
     if name == "cpu":
         return torch.device("cpu")
     if name not in ("auto", "cuda"):
@@ -65,6 +70,8 @@ def device_for_rank(name: str, local_rank: int) -> torch.device:
 
 def resolve_device(name: str) -> torch.device:
     """The device a one-process run (or ``sample``/``eval``) uses: ``auto`` is CUDA when there is one."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -73,4 +80,7 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu or device=auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= (n := torch.cuda.device_count()):
+        raise ConfigError(f"device={name} but this machine has {n} CUDA device{'s' if n != 1 else ''} "
+                          f"(cuda:0{f'..cuda:{n - 1}' if n > 1 else ''}); use one of them or device=cuda")
     return dev

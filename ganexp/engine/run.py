@@ -67,6 +67,8 @@ class Run:
     amp: torch.dtype | None = None
     #: torch.compile G and D for the training step (penalties and sampling use the plain modules).
     compile: bool = False
+    #: torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune.
+    compile_mode: str = "default"
     #: One-line notes from building the run (kept launch values on resume, warnings), shown at the start.
     notes: list[str] = field(default_factory=list)
     #: Where this process came from (command, git commit, versions, device, host): provenance.json.

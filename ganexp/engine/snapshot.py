@@ -15,7 +15,7 @@ def state(run: Run, hooks: HookSet, step: int, sampling_G: nn.Module, best: floa
         "G": run.G.state_dict(), "D": run.D.state_dict(),
         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
         "hooks": hooks.state_dict(), "step": step,
-        "rng": checkpoint.rng_state() | run.dist.rng_state(),
+        "rng": checkpoint.rng_state(run.device) | run.dist.rng_state(),
         "config": run.config, "data_info": run.info.as_dict(),
         "fixed_z": run.fixed_z.cpu(), "fixed_y": None if run.fixed_y is None else run.fixed_y.cpu(),
         # what the generator was trained on: sample/eval must draw z the same way
@@ -61,6 +61,6 @@ def restore(run: Run, hooks: HookSet, state: dict) -> tuple[int, list[str]]:
         first = str(e).strip().splitlines()[0]
         raise GanexpError(f"checkpoint does not fit this run's models or optimizers: {first}") from None
     step = int(state["step"])
-    checkpoint.set_rng_state(state["rng"])
+    checkpoint.set_rng_state(state["rng"], run.device)
     run.dist.set_rng_state(state["rng"], run.seed, step)
     return step, changed

@@ -20,9 +20,18 @@ class Players:
 
     def __init__(self, run: Run):
         G, D = run.dist.wrap(run.G), run.dist.wrap(run.D)  # one process: the modules themselves
-        self.G, self.D = (torch.compile(G), torch.compile(D)) if run.compile else (G, D)
-        # G's step runs the plain D; one process reuses the D above, which is that D or its compiled form
-        self.D_frozen = self.D if D is run.D else torch.compile(run.D) if run.compile else run.D
+        mode = run.compile_mode if run.compile_mode != "default" else None
+        if run.compile:
+            # dynamo's graphs and recompile counts are per process and per forward's code: another run in
+            # this process (a sweep, a benchmark) must not inherit them and hit the recompile limit
+            torch._dynamo.reset()
+        compiled = (lambda m: torch.compile(m, mode=mode)) if run.compile else (lambda m: m)  # noqa: E731
+        self.G, self.D = compiled(G), compiled(D)
+        # G's step runs the plain D; one process reuses the D above, which is that D or its compiled form.
+        # Its D graph differs from the D step's (an input that needs grad, frozen weights): one graph each.
+        self.D_frozen = self.D if D is run.D else compiled(run.D)
+        # CUDA graphs (compile_mode=reduce-overhead) replay into the same output buffers: mark each step
+        self.mark_step = run.compile and run.compile_mode == "reduce-overhead" and run.device.type == "cuda"
         self.real = run.data.sample  # a sharded dataset draws this rank's slice itself
         self.latent = run.dist.latent_sampler(run.latent)
         self.amp = run.amp
@@ -32,12 +41,18 @@ class Players:
         """Forward passes and losses under autocast (bf16) when asked; backward runs outside it."""
         return torch.autocast(self.device_type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None)
 
+    def d_input(self, x: Tensor) -> Tensor:
+        """D's input in the autocast dtype: fp32 reals and bf16 fakes would be two compiled graphs of D."""
+        return x.to(self.amp) if self.amp is not None and x.is_floating_point() else x
+
 
 def step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) -> dict[str, Tensor]:
     """One generator step preceded by ``d_steps`` discriminator steps."""
     G, D, sch, loss = players.G, players.D, run.schedule, run.loss
     B, device = sch.local_batch, run.device
     fake = y_fake = None
+    if players.mark_step:
+        torch.compiler.cudagraph_mark_step_begin()
     for i in range(sch.d_steps):
         real, y_real = hooks.on_real(*players.real(B), step)
         z, y_fake = players.latent(B)
@@ -47,8 +62,8 @@ def step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) -> 
                 fake = G(z, y_fake)
             fake_d, y_fake_d = hooks.on_fake(fake.detach(), y_fake, step)
             real_seen = hooks.on_d_input(real, step)
-            d_real = D(real_seen, y_real).float()
-            d_fake = D(hooks.on_d_input(fake_d, step), y_fake_d).float()
+            d_real = D(players.d_input(real_seen), y_real).float()
+            d_fake = D(players.d_input(hooks.on_d_input(fake_d, step)), y_fake_d).float()
             t = loss.targets(B, device)
             t = hooks.on_targets(t, step) if t is not None else None
             ctx = StepContext(step, run.G, run.D, real, y_real, fake_d, y_fake_d, d_real, d_fake, real_seen=real_seen)
@@ -66,7 +81,7 @@ def step(run: Run, hooks: HookSet, step: int, reuse: bool, players: Players) -> 
             if j > 0 or not reuse:
                 z, y_fake = players.latent(B)
                 fake = G(z, y_fake)
-            d_fake_g = players.D_frozen(hooks.on_d_input(fake, step), y_fake).float()
+            d_fake_g = players.D_frozen(players.d_input(hooks.on_d_input(fake, step)), y_fake).float()
             t = loss.targets(B, device)
             t = hooks.on_targets(t, step) if t is not None else None
             gctx = StepContext(step, run.G, run.D, real, y_real, fake, y_fake, None, d_fake_g, ctx.logs)

@@ -15,16 +15,19 @@ def batch_norm_warning(D: nn.Module, who: str) -> str | None:
 
 
 def _grad_norm(D: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
-    x = x.detach().requires_grad_(True)
-    out = D(x, y)
-    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return g.flatten(1).norm(2, dim=1)
+    """Per-sample ||grad_x D(x)||, always in fp32: the penalties run inside the step's autocast, and a
+    double backward through D in bf16 is noise that lazy penalties multiply by ``every``."""
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.detach().float().requires_grad_(True)
+        out = D(x, y)
+        (g,) = torch.autograd.grad(out.float().sum(), x, create_graph=True)
+        return g.flatten(1).norm(2, dim=1)
 
 
 def interpolates(real: Tensor, fake: Tensor) -> Tensor:
     """Random points on straight lines between real and fake samples (Gulrajani et al. 2017, Alg. 1)."""
     eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-    return eps * real.detach() + (1 - eps) * fake.detach()
+    return eps * real.detach() + (1 - eps) * fake.detach().to(real.dtype)
 
 
 def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor, y: Tensor | None = None, target: float = 1.0) -> Tensor:

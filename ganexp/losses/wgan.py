@@ -39,6 +39,7 @@ class WGANGP(WGAN):
 
     #: The penalty is per sample: ``discriminator.norm=auto`` picks layer norm for this critic.
     per_sample_penalty = True
+    double_backward = True
 
     def __init__(self, gp_weight: float = 10.0):
         super().__init__(clip=0.0)

@@ -31,14 +31,14 @@ class ExperienceReplay(Hook):
         self.k, self.device = round(self.ratio * ctx.local_batch), ctx.device
 
     def on_fake(self, x: Tensor, y: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:
-        if self.x is None:
-            self.x = x.new_zeros(self.capacity, *x.shape[1:])
+        if self.x is None:  # fp32 whatever train.amp is: a resume may change it
+            self.x = x.new_zeros(self.capacity, *x.shape[1:], dtype=torch.float32)
             self.y = None if y is None else y.new_zeros(self.capacity)
         out_x, out_y = x, y
         k, filled = min(self.k, x.shape[0]), min(self.count, self.capacity)
         if k and filled >= k:
             idx = torch.randint(filled, (k,), device=x.device)
-            out_x = torch.cat([x[:x.shape[0] - k], self.x[idx]])
+            out_x = torch.cat([x[:x.shape[0] - k], self.x[idx].to(x.dtype)])
             out_y = None if y is None else torch.cat([y[:y.shape[0] - k], self.y[idx]])
         self._push(x, y)
         return out_x, out_y
@@ -49,7 +49,7 @@ class ExperienceReplay(Hook):
         slots = torch.arange(self.count, self.count + head, device=x.device)
         if head < x.shape[0]:
             slots = torch.cat([slots, torch.randint(self.capacity, (x.shape[0] - head,), device=x.device)])
-        self.x[slots] = x
+        self.x[slots] = x.to(self.x.dtype)
         if y is not None:
             self.y[slots] = y
         self.count += x.shape[0]
@@ -63,6 +63,8 @@ class ExperienceReplay(Hook):
     def load_state_dict(self, state: dict) -> None:
         self.count = int(state["count"])
         self.x, self.y = (None if state.get(k) is None else state[k].to(self.device) for k in ("x", "y"))
+        if self.x is not None:  # a checkpoint of a bf16 run stored bf16 fakes
+            self.x = self.x.float()
 
 
 def _tensors(m: nn.Module) -> list[Tensor]:

@@ -24,6 +24,7 @@ class LazyPenalty(Hook):
 
     #: The penalty's weight in the D loss (before the factor ``every``).
     scale: float = 1.0
+    double_backward = True
 
     def __init__(self, every: int = 1):
         require(every >= 1, f"{self.name}.every must be >= 1, got {every}")
