@@ -22,9 +22,11 @@ LOSS = {"label_smoothing": "nsgan", "soft_labels": "lsgan", "label_flip": "gan",
 LOGS = {"instance_noise": "std", "g_layer_noise": "std", "gradient_penalty": "value", "r1": "value", "dragan": "value",
         "weight_clip": "at_clip_fraction", "orthogonal_reg": "value", "historical_averaging": "weight",
         "feature_matching": "value", "spectral_norm": "sigma/head", "experience_replay": "fill",
-        "checkpoint_swap": "swaps", "ema": "decay", "temperature_anneal": "temperature", "acgan": "acc_real"}
+        "checkpoint_swap": "swaps", "ema": "decay", "temperature_anneal": "temperature", "acgan": "acc_real",
+        "ada": "p", "path_length": "value"}
 #: What else a trick needs to build.
-NEEDS = {"temperature_anneal": "generator.output=relaxed_bernoulli", "acgan": "conditional=true discriminator.cond=acgan"}
+NEEDS = {"temperature_anneal": "generator.output=relaxed_bernoulli", "acgan": "conditional=true discriminator.cond=acgan",
+         "path_length": "model=stylegan2"}
 
 
 #: docs/tricks.md's catalogue: each trick's row and the papers it names.

@@ -50,7 +50,10 @@ def _input_layers(D: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
 def _widen(layer: nn.Module, m: int) -> nn.Module:
     """The same layer with m times the inputs (features or channels). A zero or absent bias means the
     model used the DCGAN N(0, 0.02) init (``dcgan_init_`` zeroes biases): the new layer gets it too;
-    otherwise PyTorch's default init for the wider fan-in."""
+    otherwise PyTorch's default init for the wider fan-in. A layer with its own ``widened(m)``
+    (StyleGAN2's equalised-lr convolution) builds its wider self."""
+    if hasattr(layer, "widened"):
+        return layer.widened(m)
     dcgan = layer.bias is None or not bool(layer.bias.detach().any())
     if isinstance(layer, nn.Linear):
         new = nn.Linear(layer.in_features * m, layer.out_features, bias=layer.bias is not None)
