@@ -29,7 +29,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 #: Presets on datasets that need files from the network (tested on small fakes in the real format).
 DOWNLOAD = {"dcgan_cifar10": "cifar10", "dcgan_celeba": "celeba", "dcgan_lsun": "lsun", "sngan_cifar10": "cifar10",
-            "biggan_cifar10": "cifar10"}
+            "biggan_cifar10": "cifar10", "stylegan2_cifar10": "cifar10", "stylegan2_ada_cifar10": "cifar10"}
 OFFLINE = [p for p in PRESETS if p not in DOWNLOAD]
 
 
