@@ -213,7 +213,7 @@ def test_commands_and_a_missing_command(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["tricks=[ema,nope]"], "error: tricks=[...]: no option 'nope'. Available options in 'tricks': acgan, checkpoint_swap, diffaugment, dragan, ema,"),
+    (["tricks=[ema,nope]"], "error: tricks=[...]: no option 'nope'. Available options in 'tricks': acgan, ada, checkpoint_swap, diffaugment, dragan, ema,"),
     (["metrics=[nope]"], "error: metrics=[...]: no option 'nope'. Available options in 'metrics': acgan_acc, default, fid, fid_clf,"),
     (["los=lsgan"], "error: unknown option 'los'; did you mean loss=lsgan?"),
     (["optimiser.d.lr=1e-3"], "did you mean optimizer.d.lr=1e-3?"),

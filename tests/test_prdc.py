@@ -8,10 +8,8 @@ import torch
 
 from ganexp.metrics.prdc import prdc
 
-reference = pytest.importorskip("prdc")  # pip install -e '.[dev]'
-
-
 def _both(real: np.ndarray, fake: np.ndarray, k: int = 5):
+    reference = pytest.importorskip("prdc")  # the authors' package: pip install -e '.[dev]'
     ref = reference.compute_prdc(real, fake, k)
     ours = prdc(torch.from_numpy(real), torch.from_numpy(fake), k, block=97)  # blocks that do not divide the sets
     return {key: float(v) for key, v in ref.items()}, ours
