@@ -326,7 +326,7 @@ def fake_lmdb(records: dict[bytes, bytes]) -> types.ModuleType:
 
 #: Presets on datasets that need files from the network (tested on small fakes in the real format).
 DOWNLOAD = {"dcgan_cifar10": "cifar10", "dcgan_celeba": "celeba", "dcgan_lsun": "lsun", "sngan_cifar10": "cifar10",
-            "biggan_cifar10": "cifar10"}
+            "biggan_cifar10": "cifar10", "stylegan2_cifar10": "cifar10", "stylegan2_ada_cifar10": "cifar10"}
 
 
 def fake_root(name: str, root: Path, monkeypatch) -> list[str]:

@@ -23,7 +23,8 @@ TRICKS = options("tricks")
 #: A loss each trick fits (label tricks need targets).
 LOSS = {"label_smoothing": "nsgan", "soft_labels": "lsgan", "label_flip": "gan", "label_swap": "nsgan"}
 #: What else a trick needs to build.
-NEEDS = {"temperature_anneal": "generator.output=relaxed_bernoulli", "acgan": "conditional=true discriminator.cond=acgan"}
+NEEDS = {"temperature_anneal": "generator.output=relaxed_bernoulli", "acgan": "conditional=true discriminator.cond=acgan",
+         "path_length": "model=stylegan2"}
 
 
 #: docs/tricks.md's catalogue: each trick's row and the papers it names.
@@ -154,6 +155,7 @@ EXTRA = {
     "diffaugment": ["tricks.diffaugment.policy=translation"],
     "temperature_anneal": ["tricks.temperature_anneal.rate=0.2"],
     "acgan": ["tricks.acgan.weight_d=0.5", "tricks.acgan.weight_g=2.0"],
+    "ada": ["tricks.ada.p=1.0"],
 }
 
 
@@ -749,6 +751,39 @@ def arm_virtual_batch_norm(run, trick):
         z = torch.randn(B, 100)
         with torch.no_grad():
             torch.testing.assert_close(run.G(z)[:2], run.G(z[:2]))  # a sample does not depend on its batch
+    return check
+
+
+def arm_ada(run, trick):
+    raw, seen = spy(run.data, "sample"), first_inputs(run.D)
+
+    def check():  # p fixed at 1: every op applies to every image D sees, so no real batch reaches D as it was
+        assert len(seen) == 3 * STEPS
+        for s in range(STEPS):
+            real = raw[s][1][0]
+            assert seen[3 * s].shape == real.shape and not torch.equal(seen[3 * s], real)
+        assert [v for _, v in logged(run, "trick/ada/p")] == [1.0, 1.0]
+    return check
+
+
+def arm_path_length(run, trick):
+    calls, inner = [], trick.on_g_loss
+
+    def wrapper(loss, ctx):
+        out = inner(loss, ctx)
+        calls.append((loss.item(), out.item(), None if trick._last is None else trick._last.item()))
+        return out
+
+    trick.on_g_loss = wrapper
+
+    def check():  # lazy: on G steps 0 and 4 of 6, G's loss gains every * weight * the penalty; else nothing
+        assert len(calls) == STEPS
+        for i, (before, after, last) in enumerate(calls):
+            if i % 4 == 0:
+                assert last > 0 and after - before == pytest.approx(4 * 2.0 * last, rel=1e-4)
+            else:
+                assert after == before
+        assert trick.pl_mean.item() > 0  # the running mean of the lengths moved off 0
     return check
 
 

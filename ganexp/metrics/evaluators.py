@@ -20,6 +20,8 @@ from ganexp.metrics.kde import kde_figure
 from ganexp.metrics.kid import kid
 from ganexp.metrics.modes import mode_coverage, stacked_labels, stacked_mode_coverage
 from ganexp.metrics.precision_recall import precision_recall
+from ganexp.metrics.prdc import prdc
+from ganexp.metrics.realdata import real
 
 
 class FeatureMetric:
@@ -98,6 +100,32 @@ class PrecisionRecall(FeatureMetric):
     def __call__(self, sampler, step: int) -> dict[str, float]:
         p, r = precision_recall(self.reference()["feats"], self.generated(sampler, step).feats, self.k)
         return {f"{self.name}_precision": p, f"{self.name}_recall": r}
+
+
+class PRDC(FeatureMetric):
+    """Precision, recall, density and coverage (Naeem et al. 2020) at k nearest neighbours, each beside
+    its real-vs-real value: the reference set against the next disjoint real samples of the same
+    size (``<name>_<field>_baseline``; ``_baseline_n<m>`` when the dataset holds fewer, m)."""
+
+    needs_feats = True
+
+    def __init__(self, *args, k: int = 5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.k, self._baseline = k, None
+
+    def baseline(self, ref: dict) -> dict[str, float]:
+        if self._baseline is None:
+            m = max(1, min(self.n, len(self.data) - ref["n_ref"])) if hasattr(self.data, "x") else self.n
+            with torch.inference_mode():
+                other = torch.cat([self.ext(x)[0].float().cpu() for x in real(self.data, m, self.bs, ref["n_ref"])])
+            tag = "_baseline" if m == self.n == ref["n_ref"] else f"_baseline_n{m}"
+            self._baseline = {f"{self.name}_{k}{tag}": v for k, v in prdc(ref["feats"], other, self.k).items()}
+        return self._baseline
+
+    def __call__(self, sampler, step: int) -> dict[str, float]:
+        ref = self.reference()
+        out = {f"{self.name}_{k}": v for k, v in prdc(ref["feats"], self.generated(sampler, step).feats, self.k).items()}
+        return out | self.baseline(ref)
 
 
 def _points(data, what: str):

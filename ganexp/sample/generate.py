@@ -1,4 +1,5 @@
-"""`ganexp sample`: grids, latent interpolation, truncated samples, latent arithmetic and steering walks."""
+"""`ganexp sample`: grids, latent interpolation, truncated samples, latent arithmetic, steering walks and
+style-mixing grids."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,16 +14,17 @@ from ganexp.errors import ConfigError, whole_number
 from ganexp.rundir.files import atomic_write, unwritable
 from ganexp.rundir.monitor import image_grid, scatter_figure
 from ganexp.sample.rebuild import load_generator
+from ganexp.sample.mixing import is_style, mixing_grid, truncated
 from ganexp.sample.steer import walk
 from ganexp.sample.walks import interpolate, truncate
 
-MODES = ("grid", "interp", "truncation", "arith", "steer")
+MODES = ("grid", "interp", "truncation", "arith", "steer", "mix")
 
 
-def latents(cfg: DictConfig, latent) -> tuple[torch.Tensor, int]:
-    """The latent batch for a mode, and the grid's row length."""
+def latents(cfg: DictConfig, latent, style: bool = False) -> tuple[torch.Tensor, int]:
+    """The latent batch for a mode, and the grid's row length (a style G truncates in W, not in z)."""
     g = torch.Generator().manual_seed(cfg.seed)
-    if cfg.mode == "grid":
+    if cfg.mode == "grid" or (cfg.mode == "truncation" and style):
         return latent.z(cfg.n, g), max(1, int(cfg.n ** 0.5))
     if cfg.mode == "truncation":
         return truncate(latent.z(cfg.n, g), cfg.truncation, g), max(1, int(cfg.n ** 0.5))
@@ -55,11 +57,16 @@ def sample(cfg: DictConfig) -> Path:
         raise ConfigError(f"label must be in 0..{latent.num_classes - 1}, got {cfg.label}")
     if cfg.out and Path(cfg.out).suffix.lower() not in (".png", ".npy", ".pt"):  # before any learning
         raise ConfigError(f"out must end in .png, .npy or .pt, got '{Path(cfg.out).name}'")
-    name = cfg.mode
-    if cfg.mode == "steer":  # learns a direction first (needs gradients: outside inference_mode)
+    name, style = cfg.mode, is_style(G)
+    if cfg.mode == "mix" and not style:
+        raise ConfigError("mode=mix mixes the styles of a style generator (model=stylegan2); this checkpoint's has none")
+    if cfg.mode == "mix":
+        g = torch.Generator().manual_seed(cfg.seed)
+        z, nrow = latent.z(cfg.mix_rows + cfg.mix_cols, g), cfg.mix_cols + 1
+    elif cfg.mode == "steer":  # learns a direction first (needs gradients: outside inference_mode)
         z, nrow, name = walk(cfg, G, latent, state, run_dir)
     else:
-        z, nrow = latents(cfg, latent)
+        z, nrow = latents(cfg, latent, style)
     # interp, arith and steer rows are one path each: one class per row, not one per image
     per_label = nrow if cfg.mode in ("interp", "arith", "steer") else 1
     z = z.to(latent.device)
@@ -67,7 +74,14 @@ def sample(cfg: DictConfig) -> Path:
     if latent.num_classes:
         y = (torch.full((len(z),), cfg.label) if cfg.label is not None else torch.arange(len(z)) // per_label % latent.num_classes).to(latent.device)
     with torch.inference_mode():
-        x = torch.cat([G(z[i:i + 256], None if y is None else y[i:i + 256]) for i in range(0, len(z), 256)]).cpu()
+        if cfg.mode == "mix":
+            x, _ = mixing_grid(G, z[:cfg.mix_rows], z[cfg.mix_rows:], y, cfg.mix_layers, cfg.psi)
+            x, y = x.cpu(), None if y is None else y[:1].expand(len(x)).cpu()
+        else:
+            def gen(zb, yb):
+                return truncated(G, zb, yb, cfg.psi) if style and cfg.mode == "truncation" else G(zb, yb)
+
+            x = torch.cat([gen(z[i:i + 256], None if y is None else y[i:i + 256]) for i in range(0, len(z), 256)]).cpu()
 
     out = Path(cfg.out).expanduser() if cfg.out else run_dir / "samples" / f"{name}.png"
     suffix = out.suffix.lower()

@@ -51,7 +51,10 @@ def _widen(layer: nn.Module, m: int, init=None) -> nn.Module:
     """The same layer with m times the inputs (features or channels), initialised by ``init(new)``,
     the model's own init when it has one (``D.init_layer``: resnet's xavier or orthogonal). Else a
     zero or absent bias means the model used the DCGAN N(0, 0.02) init (``dcgan_init_`` zeroes
-    biases): the new layer gets it too; otherwise PyTorch's default init for the wider fan-in."""
+    biases): the new layer gets it too; otherwise PyTorch's default init for the wider fan-in. A
+    layer with its own ``widened(m)`` (StyleGAN2's equalised-lr convolution) builds its wider self."""
+    if hasattr(layer, "widened"):
+        return layer.widened(m)
     dcgan = init is None and (layer.bias is None or not bool(layer.bias.detach().any()))
     if isinstance(layer, nn.Linear):
         new = nn.Linear(layer.in_features * m, layer.out_features, bias=layer.bias is not None)
