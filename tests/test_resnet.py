@@ -54,7 +54,7 @@ def test_resnet_widths_follow_sngan_at_32_px_and_biggan_above():
     assert [b.c2.out_channels for b in D32.body if isinstance(b, DBlock)] == [128] * 4
     G128, D128 = ResNetGenerator(3, 128, ch=1024), ResNetDiscriminator(3, 128, ch=1024)
     assert [b.c1.out_channels for b in G128.blocks] == [1024, 512, 256, 128, 64]  # BigGAN: 16, 8, 4, 2, 1 x 64
-    assert [b.c2.out_channels for b in D128.body if isinstance(b, DBlock)] == [32, 64, 128, 256, 512, 1024]
+    assert [b.c2.out_channels for b in D128.body if isinstance(b, DBlock)] == [64, 128, 256, 512, 1024, 1024]  # BigGAN: 1, 2, 4, 8, 16, 16 x 64
 
 
 @pytest.mark.parametrize("loss", ["gan", "nsgan", "lsgan", "hinge", "wgan_gp"])
