@@ -161,7 +161,7 @@ def test_sigterm_on_one_rank_stops_all_with_one_checkpoint(tmp_path):
     assert r0["type"] == r1["type"] == "RunInterrupted"
     assert r0["error"] == r1["error"]  # both stopped at the same step
     step = checkpoint.load(out)["step"]
-    assert f"interrupted at step {step};" in r0["error"] and 0 < step < 100000
+    assert f"interrupted at step {step} by SIGTERM;" in r0["error"] and 0 < step < 100000
     import json
 
     assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
