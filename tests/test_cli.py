@@ -58,6 +58,7 @@ def test_sweep_makes_one_folder_per_run(tmp_path):
         assert "loss/d" in read_events(tmp_path / "sweep" / name).Tags()["scalars"]
 
 
+@pytest.mark.slow  # end-to-end CLI runs: the fast set stays under 10 minutes on 2 cores
 def test_resume_continues_the_run_with_its_own_options(tmp_path):
     """`resume=RUN train.steps=N` keeps the options the run was launched with; a refused resume
     leaves the run's launch record (.hydra/) as it was."""
@@ -166,6 +167,7 @@ def test_out_dir_is_the_whole_run_folder_and_train_log_holds_the_run(tmp_path):
     assert (run / ".hydra" / "config.yaml").read_text() == record  # the launch record is kept
 
 
+@pytest.mark.slow  # end-to-end CLI runs: the fast set stays under 10 minutes on 2 cores
 def test_a_closed_stdout_does_not_end_the_run(tmp_path):
     """`ganexp train ... | head -1`: the reader goes away; training goes on to its checkpoint."""
     p = subprocess.Popen([GANEXP, "train", *TINY, *MLP, "train.steps=30", "train.log_every=1", "train.ckpt_every=30",

@@ -79,6 +79,7 @@ def ganexp(*args, cwd):
     return subprocess.run([GANEXP, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # end-to-end CLI runs: the fast set stays under 10 minutes on 2 cores
 def test_cli_trains_on_each_toy_set_and_the_packaged_digits(tmp_path):
     """One `ganexp train -m` process: a short run per dataset, each in its own sweep folder."""
     sets = ["ring8", "grid25", "swiss_roll", "iris", "digits"]

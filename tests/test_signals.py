@@ -52,8 +52,8 @@ def stop_mid_run(run: Path, sig: int) -> tuple[int, str]:
     return p.returncode, out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow),
-                                 pytest.param(signal.SIGUSR2, marks=pytest.mark.slow)], ids=lambda s: s.name)
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2], ids=lambda s: s.name)
 def test_a_stop_signal_saves_the_step_and_resume_auto_finishes_bitwise(sig, straight, tmp_path):
     run = tmp_path / "run"
     rc, out = stop_mid_run(run, sig)

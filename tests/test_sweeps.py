@@ -64,6 +64,7 @@ def test_a_sweep_ends_in_hparams_and_a_compare_table(tmp_path):
     assert (sweep / "compare.csv").is_file() and (sweep / "compare.md").is_file() and (sweep / "compare_modes_reverse_kl.png").is_file()
 
 
+@pytest.mark.slow  # end-to-end CLI runs: the fast set stays under 10 minutes on 2 cores
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     r = ganexp("train", "-m", *RING, "train.batch_size=32,0,16", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
