@@ -146,6 +146,7 @@ def one_line_error(r, fragment):
     assert "Traceback" not in out and len([l for l in out.splitlines() if l.startswith("error:")]) == 1, out
 
 
+@pytest.mark.slow  # end-to-end CLI runs: the fast set stays under 10 minutes on 2 cores
 def test_out_dir_is_the_whole_run_folder_and_train_log_holds_the_run(tmp_path):
     """out_dir=X: Hydra's .hydra/ and train.log go there too, so resume=X finds the launch options;
     train.log holds the run's messages, each printed once on the console."""

@@ -34,6 +34,7 @@ def hparams_of(run_dir: Path) -> dict[str, HParamsPluginData]:
             for ev in EventFileLoader(str(events)).Load() for v in ev.summary.value if v.tag.startswith("_hparams_/")}
 
 
+@pytest.mark.slow  # end-to-end CLI runs: the fast set stays under 10 minutes on 2 cores
 def test_a_sweep_ends_in_hparams_and_a_compare_table(tmp_path):
     r = ganexp("train", "-m", *RING, "loss=lsgan,hinge", "seed=0,1", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
