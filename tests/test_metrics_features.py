@@ -9,7 +9,7 @@ from ganexp.data.digits import digits
 from ganexp.data.toy import ring
 from ganexp.errors import ConfigError, GanexpError
 from ganexp.metrics import cache, classifier
-from ganexp.metrics.evaluators import FID, IS, KID, ModeCoverage, PrecisionRecall
+from ganexp.metrics.evaluators import FID, IS, KID, PRDC, ModeCoverage, PrecisionRecall
 from ganexp.metrics.features import get_extractor
 from ganexp.metrics.inception import INCEPTION_FILE, InceptionFeatures
 from ganexp.metrics.realdata import real
@@ -61,6 +61,19 @@ def test_classifier_metrics_on_real_digits_match_the_baseline(clf_cache, data):
     assert KID("kid_clf", **kw)(collapsed, 1)["kid_clf"] > 100 * abs(KID("kid_clf", **kw)(sampler, 0)["kid_clf"])
     pr = PrecisionRecall("pr_clf", **kw)(sampler, 0)
     assert pr["pr_clf_precision"] > 0.9 and pr["pr_clf_recall"] > 0.9
+
+
+def test_prdc_on_the_whole_dataset_takes_its_baseline_from_two_halves(clf_cache, data):
+    """eval.num_samples >= the dataset (the train default, 10,000, on 5,000 digits): no real samples are
+    left beside the reference, so the real-vs-real PRDC compares its two halves and says their size
+    (this crashed the first evaluation of stylegan2_digits with metrics=[prdc_clf])."""
+    real = torch.cat([x for x, _ in data.real_batches(len(data), 1000)])
+    sampler = FixedSampler(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(1))])
+    out = PRDC("prdc_clf", data, num_samples=2 * len(data), cache_dir=clf_cache)(sampler, 0)
+    half = len(data) // 2
+    assert {f"prdc_clf_{k}_baseline_n{half}" for k in ("precision", "recall", "density", "coverage")} <= set(out)
+    assert out[f"prdc_clf_coverage_baseline_n{half}"] > 0.9 and out[f"prdc_clf_precision_baseline_n{half}"] > 0.9
+    assert out["prdc_clf_coverage"] > 0.9  # the generated set here is the real digits
 
 
 def test_real_statistics_are_cached_once_and_reused(clf_cache, data, monkeypatch, tmp_path):

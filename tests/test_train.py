@@ -160,6 +160,24 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_a_metric_that_fails_keeps_the_steps_trained_before_it(tmp_path):
+    """An evaluation that raises (a metric's defect, a missing file) must not throw away the steps
+    since the last checkpoint: last.pt holds the step it failed at, and the run resumes from it."""
+    run = build_run(make_cfg(["dataset=ring8", "model=mlp", "latent.dim=2", "train.steps=12", "train.ckpt_every=100",
+                              "eval.every=6", "metrics=[]"], tmp_path / "r"))
+
+    def broken(sampler, step):
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
+
+    run.evaluators = [broken]
+    with pytest.raises(ValueError, match="non-empty list"):
+        train(run)
+    assert checkpoint.load(run.out_dir)["step"] == 6
+    again = build_run(make_cfg(["dataset=ring8", "model=mlp", "latent.dim=2", "train.steps=12", "metrics=[]",
+                                f"resume={run.out_dir}"], tmp_path / "x"))
+    assert train(again)["step"] == 12
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     """A crash while writing leaves the previous checkpoint intact."""
     path = tmp_path / "ckpt" / "last.pt"

@@ -101,8 +101,12 @@ def _train(run: Run) -> dict[str, float]:
                 show_samples(run, sampler, step)
             if sch.eval_every and run.evaluators and (step % sch.eval_every == 0 or last):
                 metrics = {}
-                for ev in run.evaluators:
-                    metrics.update(ev(sampler, step))
+                try:
+                    for ev in run.evaluators:
+                        metrics.update(ev(sampler, step))
+                except Exception:  # a metric failed, the models did not: keep the steps trained so far
+                    checkpoint.save(ckpt_dir / "last.pt", state(step))
+                    raise
                 mon.metrics(step, metrics)
                 for ev in run.evaluators:  # optional images (e.g. the 2D density plot)
                     for tag, fig in (ev.figures(sampler, step) if hasattr(ev, "figures") else {}).items():

@@ -115,11 +115,17 @@ class PRDC(FeatureMetric):
 
     def baseline(self, ref: dict) -> dict[str, float]:
         if self._baseline is None:
-            m = max(1, min(self.n, len(self.data) - ref["n_ref"])) if hasattr(self.data, "x") else self.n
-            with torch.inference_mode():
-                other = torch.cat([self.ext(x)[0].float().cpu() for x in real(self.data, m, self.bs, ref["n_ref"])])
-            tag = "_baseline" if m == self.n == ref["n_ref"] else f"_baseline_n{m}"
-            self._baseline = {f"{self.name}_{k}{tag}": v for k, v in prdc(ref["feats"], other, self.k).items()}
+            feats, n_ref = ref["feats"], ref["n_ref"]
+            left = len(self.data) - n_ref if hasattr(self.data, "x") else self.n
+            if left >= min(self.n, n_ref) or not hasattr(self.data, "x"):
+                m = min(self.n, n_ref) if hasattr(self.data, "x") else self.n
+                with torch.inference_mode():
+                    other = torch.cat([self.ext(x)[0].float().cpu() for x in real(self.data, m, self.bs, n_ref)])
+            else:  # the reference holds (nearly) the whole dataset: its two halves, as FID's baseline
+                m = n_ref // 2
+                feats, other = feats[:m], feats[m:2 * m]
+            tag = "_baseline" if m == self.n == n_ref else f"_baseline_n{m}"
+            self._baseline = {f"{self.name}_{k}{tag}": v for k, v in prdc(feats, other, self.k).items()}
         return self._baseline
 
     def __call__(self, sampler, step: int) -> dict[str, float]:
