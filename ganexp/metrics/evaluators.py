@@ -115,15 +115,14 @@ class PRDC(FeatureMetric):
 
     def baseline(self, ref: dict) -> dict[str, float]:
         if self._baseline is None:
-            feats, n_ref = ref["feats"], ref["n_ref"]
-            left = len(self.data) - n_ref if hasattr(self.data, "x") else self.n
-            if left >= min(self.n, n_ref) or not hasattr(self.data, "x"):
-                m = min(self.n, n_ref) if hasattr(self.data, "x") else self.n
-                with torch.inference_mode():
-                    other = torch.cat([self.ext(x)[0].float().cpu() for x in real(self.data, m, self.bs, n_ref)])
-            else:  # the reference holds (nearly) the whole dataset: its two halves, as FID's baseline
+            feats, n_ref, held = ref["feats"], ref["n_ref"], hasattr(self.data, "x")
+            m = min(self.n, n_ref) if held else self.n
+            if held and len(self.data) - n_ref < m:  # the reference holds (nearly) all the data: its two halves, as FID's
                 m = n_ref // 2
                 feats, other = feats[:m], feats[m:2 * m]
+            else:
+                with torch.inference_mode():
+                    other = torch.cat([self.ext(x)[0].float().cpu() for x in real(self.data, m, self.bs, n_ref)])
             tag = "_baseline" if m == self.n == n_ref else f"_baseline_n{m}"
             self._baseline = {f"{self.name}_{k}{tag}": v for k, v in prdc(feats, other, self.k).items()}
         return self._baseline
