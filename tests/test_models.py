@@ -327,3 +327,27 @@ def test_binary_digits_with_a_relaxed_bernoulli_generator_train(model, output, t
     with torch.no_grad():  # samples are hard {-1, 1} pixels
         assert set(G.eval()(*latent.sample(16)).unique().tolist()) == {-1.0, 1.0}
     assert (run.out_dir / "samples" / "step_0000004.png").is_file()
+
+
+def test_input_scale_multiplies_what_the_discriminator_sees():
+    """The unrolled GAN's 2D D scales the ring by 1/4 before its first layer (Metz et al. 2017, App. A)."""
+    torch.manual_seed(0)
+    scaled = MLPDiscriminator(shape=(2,), is_image=False, hidden=[16], act="relu", input_scale=0.25)
+    plain = MLPDiscriminator(shape=(2,), is_image=False, hidden=[16], act="relu")
+    with torch.no_grad():  # the scale has no parameter of its own: same weights, in the same order
+        for a, b in zip(plain.parameters(), scaled.parameters(), strict=True):
+            a.copy_(b)
+    x = torch.randn(8, 2) * 2
+    assert torch.allclose(scaled(x), plain(x / 4), atol=1e-6)
+    assert not torch.allclose(scaled(x), plain(x), atol=1e-3)
+
+
+def test_orthogonal_init_gives_orthogonal_weights_of_the_gain_and_zero_biases():
+    g = MLPGenerator(shape=(2,), is_image=False, z_dim=256, hidden=[128, 128], act="relu", init="orthogonal", init_gain=0.8)
+    linears = [m for m in g.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 3
+    for m in linears:
+        w = m.weight  # (out, in): rows orthogonal when out <= in, columns otherwise
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        assert torch.allclose(gram, 0.64 * torch.eye(gram.shape[0]), atol=1e-4)
+        assert not m.bias.any()
