@@ -18,7 +18,7 @@ from ganexp.engine.lr_schedule import lr_factor
 from ganexp.models.attention import SelfAttention
 from ganexp.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganexp.tricks.ema import EMA
-from ganexp.tricks import penalties
+from ganexp.losses import penalty as lazy_penalties
 from ganexp.tricks.penalties import DRAGAN, R1, GradientPenalty
 from tests.conftest import Linear2D, make_cfg, setup_context
 
@@ -48,8 +48,8 @@ def test_lazy_r1_counts_d_steps_not_g_steps_and_resumes_exactly(cfg_factory, mon
     """With 2 D steps per G step, 4 G steps are 8 D steps: every=4 computes R1 on 2 of them. The count
     is in the checkpoint, so a resumed run continues the cycle instead of restarting it."""
     calls = []
-    real_r1 = penalties.r1_penalty
-    monkeypatch.setattr(penalties, "r1_penalty", lambda *a: calls.append(1) or real_r1(*a))
+    real_r1 = lazy_penalties.r1_penalty
+    monkeypatch.setattr(lazy_penalties, "r1_penalty", lambda *a: calls.append(1) or real_r1(*a))
     cfg = cfg_factory(*RING, "tricks=[r1]", "tricks.r1.every=4", "optimizer.d_steps=2", "train.steps=3")
     train(build_run(cfg))
     assert len(calls) == 2  # D steps 0 and 4 of 0..5

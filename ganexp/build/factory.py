@@ -46,15 +46,16 @@ def _model_kwargs(node: DictConfig, info: DataInfo, num_classes: int) -> dict[st
 
 
 def resolve_auto_norm(cfg: DictConfig) -> None:
-    """``discriminator.norm: auto`` becomes ``layer`` for losses with a per-sample gradient penalty
-    (WGAN-GP drops batch norm from the critic, Gulrajani et al. 2017, Sec. 4) and ``batch`` otherwise;
-    written into the config, so the run folder and checkpoints record what was built."""
+    """``discriminator.norm: auto`` becomes the loss's ``auto_d_norm``: ``layer`` for WGAN-GP (which
+    drops batch norm from the critic, Gulrajani et al. 2017, Sec. 4), ``none`` for the loss with R1
+    (StyleGAN2's D), ``batch`` otherwise; written into the config, so the run folder and checkpoints
+    record what was built."""
     if cfg.discriminator.get("norm") == "auto":
         try:
-            per_sample = getattr(get_class(cfg.loss._target_), "per_sample_penalty", False)
+            norm = getattr(get_class(cfg.loss._target_), "auto_d_norm", "batch")
         except Exception as e:
             raise ConfigError(f"cannot find loss class {cfg.loss.get('_target_')}: {e}") from None
-        cfg.discriminator.norm = "layer" if per_sample else "batch"
+        cfg.discriminator.norm = norm
 
 
 def build_models(cfg: DictConfig, info: DataInfo, device: torch.device) -> tuple[nn.Module, nn.Module, Loss, list[Hook]]:

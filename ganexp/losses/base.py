@@ -13,9 +13,9 @@ class Loss(Hook):
     name = "loss"
     #: Losses whose terms are targets (labels) a label trick may change; None for critics.
     default_targets: tuple[float, float, float] | None = None
-    #: True for losses with a per-sample gradient penalty on D: ``discriminator.norm=auto`` then
-    #: builds D without batch statistics (layer norm).
-    per_sample_penalty: bool = False
+    #: What ``discriminator.norm=auto`` builds D with for this loss: batch norm, unless the loss has a
+    #: per-sample gradient penalty on D (WGAN-GP: layer norm; R1: none).
+    auto_d_norm: str = "batch"
 
     def targets(self, n: int, device: torch.device) -> Targets | None:
         if self.default_targets is None:

@@ -1,11 +1,13 @@
-"""The original GAN game and its non-saturating variant (Goodfellow et al. 2014)."""
+"""The original GAN game and its non-saturating variant (Goodfellow et al. 2014), plain and with R1."""
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganexp.hooks import Targets, as_float_tensor
+from ganexp.errors import require
+from ganexp.hooks import SetupContext, StepContext, Targets, as_float_tensor
 from ganexp.losses.base import Loss
+from ganexp.losses.penalty import R1
 
 
 def bce(logits: Tensor, target: Tensor | float) -> Tensor:
@@ -34,3 +36,34 @@ class NSGAN(GAN):
 
     def g_loss(self, d_fake: Tensor, t: Targets) -> Tensor:
         return bce(d_fake, t.gen)
+
+
+class NSGANR1(NSGAN):
+    """The non-saturating loss with R1 on D: gamma/2 * E[||grad_x D(x)||^2] at the reals (Mescheder et
+    al. 2018, Eq. 9), computed lazily on every ``every``-th D step and scaled by ``every`` (Karras et al.
+    2020, whose StyleGAN2 trains with this loss). Being the loss's, the penalty stays when ``tricks=[...]``
+    is changed; ``gamma: 0`` turns it off. ``discriminator.norm=auto`` builds D without normalisation
+    for it, as StyleGAN2's D: batch statistics would mix the per-sample gradients R1 penalises."""
+
+    double_backward = True
+    auto_d_norm = "none"
+
+    def __init__(self, gamma: float = 1.0, every: int = 4):
+        super().__init__()
+        self.r1 = R1(gamma, every)
+        self.r1.log_key = "loss/r1"
+
+    def setup(self, ctx: SetupContext) -> None:
+        require(not any(isinstance(t, R1) for t in ctx.tricks),
+                "tricks=[r1] repeats the R1 penalty loss=nsgan_r1 already has; set loss.gamma (and loss.every) instead")
+        if self.r1.gamma:
+            self.r1.setup(ctx)
+
+    def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
+        return self.r1.on_d_loss(loss, ctx) if self.r1.gamma else loss
+
+    def state_dict(self) -> dict:
+        return self.r1.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.r1.load_state_dict(state)

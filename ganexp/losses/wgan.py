@@ -37,8 +37,8 @@ class WGANGP(WGAN):
     """WGAN-GP (Gulrajani et al. 2017, Alg. 1): the WGAN critic loss plus
     lambda * E[(||grad D(x_hat)|| - 1)^2] on random interpolates; no clipping."""
 
-    #: The penalty is per sample: ``discriminator.norm=auto`` picks layer norm for this critic.
-    per_sample_penalty = True
+    #: The penalty is per sample: ``discriminator.norm=auto`` picks layer norm for this critic (Sec. 4).
+    auto_d_norm = "layer"
     double_backward = True
 
     def __init__(self, gp_weight: float = 10.0):
