@@ -248,7 +248,8 @@ def test_ring8_losses_sweep_runs_one_job_per_loss(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, kind, lr, betas, d_steps", [
-    ([], torch.optim.Adam, 8e-4, (0.0, 0.99), 1),                          # model=dcgan picks adam_fast
+    ([], torch.optim.Adam, 1.6e-3, (0.0, 0.99), 1),                        # model=dcgan picks adam_fast
+    (["experiment=digits_best"], torch.optim.Adam, 8e-4, (0.0, 0.99), 1),  # adam_fast at the lr it was measured with
     (["optimizer=adam"], torch.optim.Adam, 2e-4, (0.5, 0.999), 1),         # an explicit choice wins
     (["model=mlp"], torch.optim.Adam, 2e-4, (0.5, 0.999), 1),              # other models keep Radford's Adam
     (["model=resnet"], torch.optim.Adam, 2e-4, (0.5, 0.999), 1),

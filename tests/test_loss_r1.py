@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from ganexp.build import build_run
-from ganexp.errors import ConfigError
 from ganexp.hooks import StepContext
 from ganexp.losses import NSGAN, NSGANR1
 from tests.conftest import Linear2D, make_cfg, setup_context
@@ -52,6 +51,9 @@ def test_changing_the_tricks_keeps_the_losss_r1_and_auto_norm_builds_d_without_n
     assert any(isinstance(m, nn.BatchNorm2d) for m in run.G.modules())  # G keeps its batch norm
 
 
-def test_r1_in_the_loss_and_as_a_trick_is_refused_in_one_line(tmp_path):
-    with pytest.raises(ConfigError, match=r"tricks=\[r1\] repeats the R1 penalty loss=nsgan_r1 already has"):
-        build_run(make_cfg(["loss=nsgan_r1", "tricks=[r1]"], tmp_path))
+def test_r1_as_a_trick_replaces_the_losss_r1_with_a_note(tmp_path):
+    run = build_run(make_cfg(["loss=nsgan_r1", "tricks=[r1]", "tricks.r1.gamma=4", "tricks.r1.every=1"], tmp_path))
+    assert any("tricks=[r1] replaces the R1 of loss=nsgan_r1" in n for n in run.notes)
+    D = Linear2D([3.0, 4.0])
+    assert run.loss.on_d_loss(torch.tensor(1.0), step_ctx(D)).item() == 1.0  # the loss adds nothing
+    assert run.tricks[0].on_d_loss(torch.tensor(1.0), step_ctx(D)).item() == pytest.approx(1.0 + 4 / 2 * 25)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganexp.errors import require
 from ganexp.hooks import SetupContext, StepContext, Targets, as_float_tensor
 from ganexp.losses.base import Loss
 from ganexp.losses.penalty import R1
@@ -42,7 +41,7 @@ class NSGANR1(NSGAN):
     """The non-saturating loss with R1 on D: gamma/2 * E[||grad_x D(x)||^2] at the reals (Mescheder et
     al. 2018, Eq. 9), computed lazily on every ``every``-th D step and scaled by ``every`` (Karras et al.
     2020, whose StyleGAN2 trains with this loss). Being the loss's, the penalty stays when ``tricks=[...]``
-    is changed; ``gamma: 0`` turns it off. ``discriminator.norm=auto`` builds D without normalisation
+    is changed; ``gamma: 0`` turns it off, and ``tricks=[r1]`` replaces it (with a note: one R1, the trick's). ``discriminator.norm=auto`` builds D without normalisation
     for it, as StyleGAN2's D: batch statistics would mix the per-sample gradients R1 penalises."""
 
     double_backward = True
@@ -52,15 +51,17 @@ class NSGANR1(NSGAN):
         super().__init__()
         self.r1 = R1(gamma, every)
         self.r1.log_key = "loss/r1"
+        self.active = True
 
     def setup(self, ctx: SetupContext) -> None:
-        require(not any(isinstance(t, R1) for t in ctx.tricks),
-                "tricks=[r1] repeats the R1 penalty loss=nsgan_r1 already has; set loss.gamma (and loss.every) instead")
-        if self.r1.gamma:
+        if any(isinstance(t, R1) for t in ctx.tricks):  # one R1, with the trick's settings
+            self.active = False
+            ctx.note("note: tricks=[r1] replaces the R1 of loss=nsgan_r1 (one penalty, with tricks.r1's gamma and every)")
+        elif self.r1.gamma:
             self.r1.setup(ctx)
 
     def on_d_loss(self, loss: Tensor, ctx: StepContext) -> Tensor:
-        return self.r1.on_d_loss(loss, ctx) if self.r1.gamma else loss
+        return self.r1.on_d_loss(loss, ctx) if self.active and self.r1.gamma else loss
 
     def state_dict(self) -> dict:
         return self.r1.state_dict()
