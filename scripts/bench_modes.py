@@ -5,6 +5,7 @@ modes of 1,000 and KL over 26,000), beside the published rows for the same setti
     python scripts/bench_modes.py [--presets ring8_pacgan,grid25_pacgan] [--seeds 5] [--markdown]
     python scripts/bench_modes.py --presets ring8_pacgan_paper:20000 --seeds 2   # cut a paper preset to 20,000 steps
     python scripts/bench_modes.py --presets ring8_pacgan,grid25_pacgan@2           # @N: this preset on N seeds only
+    python scripts/bench_modes.py --presets stacked_mnist_best@1 --first-seed 2     # seed 2 alone (split seeds over jobs)
 
 Runs are sequential, one torch thread each, on the CPU (`--device` to change); wall time is the
 training call (evaluation at the last step included), per run.
@@ -73,7 +74,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default=DEFAULT,
                    help="comma-separated experiment presets; name:steps cuts a run's length, name@N runs N seeds")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per preset")
+    p.add_argument("--seeds", type=int, default=5, help="N seeds per preset: first-seed .. first-seed+N-1")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown (for docs/experiments.md)")
@@ -86,7 +88,7 @@ def main():
         preset, _, steps = item.partition(":")
         seeds = int(n) if n else args.seeds
         results, walls, cfg = [], [], None
-        for seed in range(seeds):
+        for seed in range(args.first_seed, args.first_seed + seeds):
             with tempfile.TemporaryDirectory() as tmp:
                 r, wall, cfg = run_once(preset, int(steps) if steps else None, seed, args.device, tmp)
             results.append(r)
@@ -95,7 +97,8 @@ def main():
             console.print(f"{preset} seed {seed}: modes {r['modes']:.0f}{hq}, KL {r['kl']:.3f}, {wall:.0f} s")
         s = setting(cfg)
         settings.append(s) if s not in settings else None
-        rows.append((f"{preset} ({cfg.train.steps} steps, {seeds} seed{'s' if seeds > 1 else ''})", mean_std([r["modes"] for r in results], ".1f"),
+        first = f", from seed {args.first_seed}" if args.first_seed else ""
+        rows.append((f"{preset} ({cfg.train.steps} steps, {seeds} seed{'s' if seeds > 1 else ''}{first})", mean_std([r["modes"] for r in results], ".1f"),
                      mean_std([r["hq"] for r in results], ".1f"), mean_std([r["kl"] for r in results], ".3f"),
                      f"{statistics.mean(walls):.0f}", f"{min(r['modes'] for r in results):.0f}"))
     for s in settings:

@@ -180,7 +180,7 @@ def test_diffaugment_policy_and_bad_policy():
 
 def test_diffaugment_augments_every_batch_d_sees(cfg_factory):
     """Cutout only: every input of D in a run, real and fake, D step and G step, has its zeroed square."""
-    run = build_run(cfg_factory("tricks=[diffaugment]", "tricks.diffaugment.policy=[cutout]"))
+    run = build_run(cfg_factory("loss=nsgan", "tricks=[diffaugment]", "tricks.diffaugment.policy=[cutout]"))  # no R1 forward
     seen = []
     run.D.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
     train(run)
@@ -188,7 +188,7 @@ def test_diffaugment_augments_every_batch_d_sees(cfg_factory):
     least = (H // 2 // 2) ** 2  # a square clipped at a corner keeps a quarter
     assert len(seen) == 3 * 4  # real + fake in the D step, fake in the G step, 4 steps
     assert all(((x == 0).all(1).flatten(1).sum(1) >= least).all() for x in seen)
-    plain = build_run(cfg_factory("seed=1", "overwrite=true"))
+    plain = build_run(cfg_factory("loss=nsgan", "seed=1", "overwrite=true"))
     seen.clear()
     plain.D.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
     train(plain)

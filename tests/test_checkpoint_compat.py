@@ -22,7 +22,8 @@ DATA = Path(__file__).parent / "data"
 #: fixture -> the overrides it was trained with (20 steps, seed 0, CPU)
 FIXTURES = {
     "pre_wings_ring8_mlp": ["experiment=ring8_mlp", "generator.hidden=[32,32]", "discriminator.hidden=[32,32]"],
-    "pre_wings_cdcgan_ema": ["conditional=true", "tricks=[ema]", "generator.ngf=8", "discriminator.ndf=8",
+    # trained when the default loss was nsgan (it is nsgan_r1 since 2026-12-05): resumed with its own options
+    "pre_wings_cdcgan_ema": ["loss=nsgan", "conditional=true", "tricks=[ema]", "generator.ngf=8", "discriminator.ndf=8",
                              "latent.dim=16", "train.batch_size=16", "train.num_fixed=20"],
 }
 

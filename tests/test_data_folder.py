@@ -116,7 +116,7 @@ def test_streams_through_worker_processes(tmp_path):
 
 def test_conditional_dcgan_trains_on_a_folder(tmp_path):
     write_folder(tmp_path / "images")
-    cfg = make_cfg(["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", "dataset.resolution=16",
+    cfg = make_cfg(["loss=nsgan", "dataset=image_folder", f"dataset.root={tmp_path / 'images'}", "dataset.resolution=16",
                     "dataset.num_workers=0", "conditional=true", "train.batch_size=4"], tmp_path / "run")
     run = build_run(cfg)
     assert run.G.num_classes == 2 and run.G(*run.latent.sample(2)).shape == (2, 3, 16, 16)

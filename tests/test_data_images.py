@@ -115,7 +115,7 @@ def test_cli_missing_dataset_is_one_line(tmp_path):
 
 def test_tiny_run_in_process_on_conditional_iris(tmp_path):
     """Labels reach a conditional model from a points dataset."""
-    run = build_run(make_cfg(["dataset=iris", "model=mlp", "conditional=true", "latent.dim=2"], tmp_path))
+    run = build_run(make_cfg(["loss=nsgan", "dataset=iris", "model=mlp", "conditional=true", "latent.dim=2"], tmp_path))
     assert run.info.num_classes == 3 and run.G.num_classes == 3
     d_in = training_inputs(run.D)
     train(run)

@@ -119,7 +119,7 @@ VARIANTS = [  # (model, generator.cond, discriminator.cond, tricks)
 
 @pytest.mark.parametrize("model, g_cond, d_cond, tricks", VARIANTS)
 def test_each_conditioning_variant_builds_and_trains(model, g_cond, d_cond, tricks, tmp_path):
-    run = build_run(make_cfg([f"model={model}", "dataset=sklearn_digits", "dataset.resolution=16", "conditional=true",
+    run = build_run(make_cfg(["loss=nsgan", f"model={model}", "dataset=sklearn_digits", "dataset.resolution=16", "conditional=true",
                               f"generator.cond={g_cond}", f"discriminator.cond={d_cond}", f"tricks=[{','.join(tricks)}]"],
                              tmp_path))
     assert (run.G.cond, run.D.cond) == (g_cond, d_cond)

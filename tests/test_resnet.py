@@ -201,7 +201,7 @@ def test_resnet_with_an_acgan_head_and_concat_trains(cfg_factory):
 
 
 def test_pacgan_widens_both_layers_that_read_the_image_and_trains(cfg_factory):
-    run = build_run(cfg_factory(*SMALL, "tricks=[pacgan]"))
+    run = build_run(cfg_factory(*SMALL, "loss=nsgan", "tricks=[pacgan]"))
     first = run.D.body[0]
     assert first.c1.in_channels == 2 and first.c_sc.in_channels == 2  # two 1-channel digits per pack
     assert parametrize.is_parametrized(first.c1, "weight") and parametrize.is_parametrized(first.c_sc, "weight")

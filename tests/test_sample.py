@@ -137,7 +137,9 @@ def runs(tmp_path_factory):
     made = {}
     # the image runs train 60 steps: after the tiny default of 4, G draws near-blank images (pixel std
     # about 0.01), which a shift hardly changes, so a steering fit has nothing to learn
-    for name, overrides in [("cond", ["conditional=true", "train.steps=60"]), ("uncond", ["train.steps=60"]),
+    old_default = ["loss=nsgan", "optimizer.g.lr=8e-4", "optimizer.d.lr=8e-4"]  # the Gs steer's tests were written on
+    for name, overrides in [("cond", [*old_default, "conditional=true", "train.steps=60"]),
+                            ("uncond", [*old_default, "train.steps=60"]),
                             ("points", ["experiment=ring8_mlp", "train.num_fixed=16"])]:
         train(build_run(make_cfg([*overrides, "train.batch_size=8"], out / name)))
         made[name] = out / name

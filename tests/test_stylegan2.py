@@ -151,8 +151,8 @@ def test_mixing_grid_takes_coarse_styles_from_the_row_and_fine_from_the_column()
     assert nrow == 4 and x.shape == (12, 1, 16, 16)
     wr, wc = G.ws(zr), G.ws(zc)
     cell = G.synthesis(torch.cat([wr[1:2, :2], wc[2:3, 2:]], dim=1))
-    assert torch.allclose(x[2 * 4 + 3], cell[0], atol=1e-6)  # row 1, column 2 (after the header row and column)
-    assert torch.allclose(x[1:4], G.synthesis(wc), atol=1e-6) and torch.allclose(x[4], G.synthesis(wr)[0], atol=1e-6)
+    assert torch.allclose(x[2 * 4 + 3], cell[0], atol=1e-5)  # row 1, column 2 (after the header row and column)
+    assert torch.allclose(x[1:4], G.synthesis(wc), atol=1e-5) and torch.allclose(x[4], G.synthesis(wr)[0], atol=1e-5)
 
 
 class TinyStyleG(nn.Module):

@@ -50,8 +50,8 @@ def test_each_trick_composes_keyed_by_its_name_and_builds(name, cfg_factory):
 
 @pytest.mark.parametrize("overrides, message", [
     (["tricks=[label_smoothing]", "loss=wgan"],
-     "label_smoothing needs a loss with real/fake targets (gan, lsgan, nsgan); loss is WGAN"),
-    (["tricks=[soft_labels]", "loss=hinge"], "soft_labels needs a loss with real/fake targets (gan, lsgan, nsgan); loss is Hinge"),
+     "label_smoothing needs a loss with real/fake targets (gan, lsgan, nsgan, nsgan_r1); loss is WGAN"),
+    (["tricks=[soft_labels]", "loss=hinge"], "soft_labels needs a loss with real/fake targets (gan, lsgan, nsgan, nsgan_r1); loss is Hinge"),
     (["tricks=[virtual_batch_norm]", "model=mlp"], "virtual_batch_norm needs batch norm in the generator"),
     (["tricks=[gradient_penalty]", "loss=wgan_gp"], "gradient_penalty repeats the penalty loss=wgan_gp already has"),
     (["tricks=[weight_clip]", "loss=wgan"], "weight_clip repeats the clipping loss=wgan already does"),

@@ -46,6 +46,7 @@ class NSGANR1(NSGAN):
 
     double_backward = True
     auto_d_norm = "none"
+    option = "nsgan_r1"
 
     def __init__(self, gamma: float = 1.0, every: int = 4):
         super().__init__()

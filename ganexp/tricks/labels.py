@@ -42,7 +42,7 @@ def target_losses() -> list[str]:
         cls = todo.pop()
         todo += cls.__subclasses__()
         if cls.default_targets is not None:
-            found.append(cls.__name__.lower())
+            found.append(getattr(cls, "option", None) or cls.__name__.lower())
     return sorted(set(found))
 
 
