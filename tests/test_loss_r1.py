@@ -9,7 +9,7 @@ from torch import nn
 from ganexp.build import build_run
 from ganexp.hooks import StepContext
 from ganexp.losses import NSGAN, NSGANR1
-from tests.conftest import Linear2D, make_cfg, setup_context
+from tests.conftest import Linear2D, make_cfg, read_events, setup_context
 
 
 def step_ctx(D):
@@ -57,3 +57,12 @@ def test_r1_as_a_trick_replaces_the_losss_r1_with_a_note(tmp_path):
     D = Linear2D([3.0, 4.0])
     assert run.loss.on_d_loss(torch.tensor(1.0), step_ctx(D)).item() == 1.0  # the loss adds nothing
     assert run.tricks[0].on_d_loss(torch.tensor(1.0), step_ctx(D)).item() == pytest.approx(1.0 + 4 / 2 * 25)
+
+
+def test_the_default_run_logs_its_r1_to_tensorboard(tmp_path):
+    from ganexp.engine import train
+
+    train(build_run(make_cfg([], tmp_path)))  # the default: loss=nsgan_r1, R1 computed on the first of 4 D steps
+    events = read_events(tmp_path)
+    r1 = [e.value for e in events.Scalars("loss/r1")]
+    assert len(r1) == 2 and all(v > 0 for v in r1)  # logged at steps 2 and 4, the last computed value
