@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ganexp.build import build_run
+from ganexp.errors import ConfigError
 from ganexp.hooks import StepContext
 from ganexp.losses import NSGAN, NSGANR1
 from tests.conftest import Linear2D, make_cfg, read_events, setup_context
@@ -40,6 +41,12 @@ def test_gamma_zero_is_the_plain_non_saturating_loss():
     assert torch.equal(loss.g_loss(d_fake, t), plain.g_loss(d_fake, t))
     x = torch.tensor(2.0)
     assert loss.on_d_loss(x, step_ctx(Linear2D([3.0, 4.0]))) is x
+    assert not loss.double_backward and NSGANR1().double_backward  # what train.sync_bn refuses: only R1 that runs
+
+
+def test_a_bad_every_names_the_losss_option(tmp_path):
+    with pytest.raises(ConfigError, match=r"^loss.every must be >= 1 \(R1 on one D step in every\), got 0$"):
+        build_run(make_cfg(["loss.every=0"], tmp_path))
 
 
 def test_changing_the_tricks_keeps_the_losss_r1_and_auto_norm_builds_d_without_norm(tmp_path):

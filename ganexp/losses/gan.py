@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from ganexp.errors import require
 from ganexp.hooks import SetupContext, StepContext, Targets, as_float_tensor
 from ganexp.losses.base import Loss
 from ganexp.losses.penalty import R1
@@ -41,18 +42,23 @@ class NSGANR1(NSGAN):
     """The non-saturating loss with R1 on D: gamma/2 * E[||grad_x D(x)||^2] at the reals (Mescheder et
     al. 2018, Eq. 9), computed lazily on every ``every``-th D step and scaled by ``every`` (Karras et al.
     2020, whose StyleGAN2 trains with this loss). Being the loss's, the penalty stays when ``tricks=[...]``
-    is changed; ``gamma: 0`` turns it off, and ``tricks=[r1]`` replaces it (with a note: one R1, the trick's). ``discriminator.norm=auto`` builds D without normalisation
-    for it, as StyleGAN2's D: batch statistics would mix the per-sample gradients R1 penalises."""
+    is changed; ``gamma: 0`` turns it off, and ``tricks=[r1]`` replaces it (with a note: one R1, the
+    trick's). ``discriminator.norm=auto`` builds D without normalisation for it, as StyleGAN2's D: batch
+    statistics would mix the per-sample gradients R1 penalises."""
 
-    double_backward = True
     auto_d_norm = "none"
     option = "nsgan_r1"
 
     def __init__(self, gamma: float = 1.0, every: int = 4):
         super().__init__()
+        require(every >= 1, f"loss.every must be >= 1 (R1 on one D step in every), got {every}")
         self.r1 = R1(gamma, every)
         self.r1.log_key = "loss/r1"
         self.active = True
+
+    @property
+    def double_backward(self) -> bool:  # only with R1 on (train.sync_bn refuses a double backward)
+        return bool(self.r1.gamma)
 
     def setup(self, ctx: SetupContext) -> None:
         if any(isinstance(t, R1) for t in ctx.tricks):  # one R1, with the trick's settings
